@@ -1,0 +1,114 @@
+"""The run: scenario → data → stages → outputs/<scenario>/ (written atomically, with a manifest).
+
+Stages compute; ``write_outputs`` writes.  Timings of each stage go to the manifest.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schoolplan.dataset import Dataset, load_dataset
+from schoolplan.diagnosis import Diagnosis, diagnose_base_year
+from schoolplan.maps import draw_base_map
+from schoolplan.outputs import RunWriter, hash_file, write_run
+from schoolplan.scenario import Scenario, load_scenario
+
+__all__ = ["RunResult", "run_scenario", "compute_run"]
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    dataset: Dataset
+    diagnosis: Diagnosis
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _progress(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"[schoolplan] {msg}", file=sys.stderr, flush=True)
+
+
+def compute_run(scenario: Scenario, *, quiet: bool = False) -> RunResult:
+    """Every computation of a run, no file written."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _progress(f"{scenario.name}: loading and validating {scenario.data_dir}", quiet)
+    ds = load_dataset(scenario.data_dir)
+    timings["load_validate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _progress(f"{scenario.name}: base-year diagnosis", quiet)
+    diag = diagnose_base_year(ds, scenario.values, scenario.name)
+    timings["diagnosis"] = time.perf_counter() - t0
+    return RunResult(scenario=scenario, dataset=ds, diagnosis=diag, timings_s=timings)
+
+
+def _summary_markdown(res: RunResult) -> str:
+    ind = res.diagnosis.indicators.set_index(["level", "variable"])["value"]
+    sc = res.scenario
+    lines = [
+        f"# schoolplan — {sc.name}: base-year diagnosis {sc['horizon']['base_year']}",
+        "",
+        "Population figures are the real 2020 census of Fuling (controlled exactly); the residential units below the",
+        "district and the **school inventory are SYNTHETIC** (no real school list exists), calibrated to the plan's 2020",
+        "figures (专栏1). Do not read school-level results as facts about real schools.",
+        "",
+        "| indicator | value |",
+        "|---|---|",
+        f"| population (census 1 Nov 2020) | {int(ind[('all', 'population')]):,} |",
+    ]
+    for level in ("kindergarten", "primary", "junior", "senior_general", "senior_vocational"):
+        lines.append(f"| pupils, {level} | {int(ind[(level, 'pupils')]):,} |")
+    lines += [
+        f"| compulsory schools (primary, junior, nine-year; teaching points not counted) | {int(ind[('compulsory', 'schools')])} (plan target {int(ind[('compulsory', 'schools_target')])}) |",
+        f"| teaching points (教学点) | {int(ind.get(('teaching_point', 'schools'), 0))} |",
+        f"| compulsory classes of 56–65 pupils (大班额) | {int(ind[('compulsory', 'classes_56_65')])} |",
+        f"| compulsory classes of 66+ pupils (超大班额) | {int(ind[('compulsory', 'classes_66_plus')])} |",
+        f"| compulsory schools over the size caps (大校额) | {int(ind[('compulsory', 'schools_over_size_cap')])} |",
+        f"| kindergarten public share of enrolled children | {ind[('kindergarten', 'public_share')]:.1f} % |",
+        f"| kindergarten inclusive (普惠) share | {ind[('kindergarten', 'inclusive_share')]:.1f} % |",
+        "",
+        "Files: `indicators.csv` (long table with units), `pupils_by_level_township.csv`, `schools_base_year.csv`,",
+        "`oversized_classes.csv` (大班额/超大班额 by school and grade), `oversized_schools.csv` (大校额), `map_base_year.png`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(res: RunResult, outputs_dir: Path) -> Path:
+    def fill(w: RunWriter) -> dict:
+        t0 = time.perf_counter()
+        d = res.diagnosis
+        w.csv("indicators.csv", d.indicators)
+        w.csv("pupils_by_level_township.csv", d.pupils_by_township)
+        w.csv("schools_base_year.csv", d.schools)
+        w.csv("oversized_classes.csv", d.oversized_classes)
+        w.csv("oversized_schools.csv", d.oversized_schools)
+        fig = draw_base_map(res.dataset, f"Fuling {res.scenario['horizon']['base_year']}: units, townships, rivers and schools — scenario {res.scenario.name}")
+        w.figure("map_base_year.png", fig)
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+        w.text("summary.md", _summary_markdown(res))
+        res.timings_s["write"] = time.perf_counter() - t0
+        return {"timings_s": {k: round(v, 3) for k, v in res.timings_s.items()}}
+
+    data_files = sorted(p for p in res.dataset.data_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".geojson", ".json"))
+    manifest = {
+        "scenario": res.scenario.name,
+        "scenario_values": res.scenario.values,
+        "scenario_files": {str(p): hash_file(p) for p in res.scenario.files},
+        "data_dir": str(res.dataset.data_dir),
+        "inputs_sha256": {str(p.relative_to(res.dataset.data_dir)): hash_file(p) for p in data_files},
+        "seed": None,
+        "data_status": "census counts real; residential units, school inventory, candidate sites and enrollment history SYNTHETIC",
+    }
+    return write_run(outputs_dir, res.scenario.name, fill, manifest)
+
+
+def run_scenario(path: str | Path, outputs_dir: str | Path = "outputs", *, quiet: bool = False) -> Path:
+    scenario = load_scenario(path)
+    res = compute_run(scenario, quiet=quiet)
+    out = write_outputs(res, Path(outputs_dir))
+    _progress(f"{scenario.name}: wrote {out}", quiet)
+    return out

@@ -1,0 +1,152 @@
+"""Scenario files: strict TOML (stdlib ``tomllib``) with ``extends =`` inheritance.
+
+The schema is the nested dict :data:`DEFAULTS`: every key a scenario may set, with its default and so its
+type.  An unknown or misspelt key is an error naming the file, the key and the allowed keys; a value of the
+wrong type is an error naming the expected type.  ``extends = "baseline.toml"`` (relative to the file) loads
+the parent first, so a variant holds only what changes.  Every key is documented in ``scenarios/README.md``.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forecast.errors import Problem
+from schoolplan.errors import ScenarioError
+
+__all__ = ["DEFAULTS", "Scenario", "load_scenario", "NAME_PATTERN"]
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+
+DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "description": "",
+    "data_dir": "../data",
+    "horizon": {
+        "base_year": 2020,
+        "end_year": 2035,
+        "design_year": 2025,
+    },
+    "class_size": {
+        "primary": 45,
+        "junior": 50,
+        "senior": 50,
+        "kindergarten_small": 25,
+        "kindergarten_middle": 30,
+        "kindergarten_large": 35,
+        "oversized_min": 56,
+        "super_oversized_min": 66,
+    },
+    "school_size": {
+        "max_pupils": 2000,
+        "max_classes_primary": 36,
+        "max_classes_junior": 36,
+        "max_classes_nine_year": 45,
+    },
+    "targets": {
+        "compulsory_schools": 85,
+    },
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    values: dict[str, Any]
+    files: list[Path]  # the scenario file and every file it extends (for the manifest)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def data_dir(self) -> Path:
+        p = Path(self.values["data_dir"])
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "true/false", int: "integer", float: "number", str: "text", list: "list", dict: "table"}.get(type(v), type(v).__name__)
+
+
+def _merge(base: dict, override: dict, schema: dict, source: str, prefix: str, problems: list[Problem]) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            allowed = ", ".join(sorted(schema))
+            problems.append(Problem(source, f"unknown key {dotted!r}", f"use one of: {allowed} (see scenarios/README.md)"))
+            continue
+        expected = schema[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                problems.append(Problem(source, f"{dotted!r} must be a table [{dotted}]", f"write it as a [{dotted}] section"))
+                continue
+            out[key] = _merge(out[key], value, expected, source, dotted + ".", problems)
+            continue
+        ok = isinstance(value, type(expected)) and not (isinstance(value, bool) and not isinstance(expected, bool))
+        if isinstance(expected, float) and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            problems.append(Problem(source, f"{dotted!r} is {_type_name(value)} {value!r}, expected {_type_name(expected)}",
+                                    f"write {dotted} as {_type_name(expected)} like the default {expected!r}"))
+            continue
+        out[key] = value
+    return out
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> tuple[dict, list[Path]]:
+    if path in chain:
+        raise ScenarioError(f"scenario {path} extends itself through {' -> '.join(p.name for p in chain)}",
+                            [Problem(str(path), "circular extends", "remove the cycle from the extends chain")])
+    if not path.is_file():
+        raise ScenarioError(f"scenario file not found: {path}",
+                            [Problem(str(path), "file not found", "give a path to a .toml file, e.g. scenarios/baseline.toml")])
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"scenario {path} is not valid TOML", [Problem(str(path), str(exc), "fix the TOML syntax at the position shown")])
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw, [path]
+    if not isinstance(parent, str):
+        raise ScenarioError(f"scenario {path}: extends must be a file name", [Problem(str(path), f"extends = {parent!r}", 'write extends = "baseline.toml"')])
+    parent_raw, files = _read((path.parent / parent).resolve(), chain + (path,))
+    merged = _merge_raw(parent_raw, raw)
+    return merged, files + [path]
+
+
+def _merge_raw(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge_raw(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario file (and what it extends), check it strictly against :data:`DEFAULTS`, fill defaults."""
+    path = Path(path).resolve()
+    raw, files = _read(path, ())
+    problems: list[Problem] = []
+    values = _merge(DEFAULTS, raw, DEFAULTS, str(path), "", problems)
+    name = values.get("name") or path.stem
+    if not NAME_PATTERN.match(name):
+        problems.append(Problem(str(path), f"name {name!r} is not a safe folder name",
+                                "use letters, digits, '_' or '-' only (it names the folder under outputs/)"))
+    h = values["horizon"]
+    if not (h["base_year"] <= h["design_year"] <= h["end_year"]):
+        problems.append(Problem(str(path), f"horizon years out of order: base {h['base_year']}, design {h['design_year']}, end {h['end_year']}",
+                                "make base_year ≤ design_year ≤ end_year"))
+    for k, v in values["class_size"].items():
+        if v <= 0:
+            problems.append(Problem(str(path), f"class_size.{k} = {v} must be positive", "give a positive number of pupils per class"))
+    if problems:
+        raise ScenarioError(f"scenario {path.name} is invalid ({len(problems)} problem{'s' if len(problems) != 1 else ''})", problems)
+    values["name"] = name
+    return Scenario(name=name, path=path, values=values, files=files)
