@@ -366,11 +366,13 @@ def check_references(tables: dict[str, pd.DataFrame], problems: list[Problem]) -
         if bad.any():
             problems.append(Problem(path, "grade_min/grade_max inconsistent with level (kindergarten −3..−1, primary 1..6, junior 7..9, nine_year 1..9, senior 10..12)",
                                     "correct the grades or the level", _row_labels(s, bad, True, "school_id")))
+        lo_eff = np.maximum(lo, s["grade_min"].to_numpy())
+        hi_eff = np.minimum(hi, s["grade_max"].to_numpy())
         for g in GRADES:
-            outside = (s[f"pupils_g{g}"].to_numpy() > 0) & ((g < s["grade_min"].to_numpy()) | (g > s["grade_max"].to_numpy()))
+            outside = (s[f"pupils_g{g}"].to_numpy() > 0) & ((g < lo_eff) | (g > hi_eff))
             if outside.any():
-                problems.append(Problem(path, f"pupils in grade {g} at schools that do not teach it",
-                                        "move the pupils to a grade the school serves, or widen grade_min/grade_max",
+                problems.append(Problem(path, f"pupils in grade {g} at schools that do not teach it (by level and grade_min/grade_max)",
+                                        "move the pupils to a grade the school serves, or correct the level / grade range",
                                         _row_labels(s, outside, True, "school_id")))
             noclass = (s[f"pupils_g{g}"].to_numpy() > 0) & (s[f"classes_g{g}"].to_numpy() == 0)
             if noclass.any():
