@@ -66,7 +66,8 @@ class StepResult(NamedTuple):
     child; ``births_by_mother_age`` (..., A) both sexes (None unless components);
     ``deaths`` (..., 2, A) by age group at the end (None unless components);
     ``migrants`` (..., 2, A) realised net migrants (None unless components);
-    ``unmet_emigration`` (..., 2, A) or None when nothing was clipped.
+    ``unmet_emigration`` (..., 2, A) or None when nothing was clipped (also None when
+    ``dense_unmet=False``); ``unmet_total`` (...) unmet summed over sex and age, or None.
     """
 
     population: np.ndarray
@@ -75,26 +76,41 @@ class StepResult(NamedTuple):
     deaths: np.ndarray | None
     migrants: np.ndarray | None
     unmet_emigration: np.ndarray | None
+    unmet_total: np.ndarray | None = None
 
 
-def _add_and_clip(counts: np.ndarray, added: np.ndarray) -> np.ndarray | None:
-    """Add ``added`` to ``counts`` **in place**, floor at 0; return the shortfall (>= 0) or None."""
+def _add_and_clip(counts: np.ndarray, added: np.ndarray):
+    """Add ``added`` to ``counts`` **in place** and floor at 0.
+
+    Returns None when nothing went negative, else ``(index, shortfall)``: the index tuple
+    of the clipped cells and the persons (> 0) that could not leave there.  Sparse, so a
+    rare clip costs little on large arrays.
+    """
     np.add(counts, added, out=counts)
-    if counts.size and counts.min() < 0:
-        unmet = np.maximum(-counts, 0)
-        np.maximum(counts, 0, out=counts)
-        return unmet
-    return None
+    if counts.size == 0 or counts.min() >= 0:
+        return None
+    flat = np.flatnonzero(counts < 0)  # contiguous boolean mask: much faster than an N-d nonzero
+    index = np.unravel_index(flat, counts.shape)
+    shortfall = -counts[index]
+    counts[index] = 0
+    return index, shortfall
 
 
 def advance_one_step(population, survival, asfr, srb, net_migration=None, *, step_years: float = 1.0,
-                     migration_timing: str = "even", components: bool = False) -> StepResult:
+                     migration_timing: str = "even", components: bool = False, migration_scale=None,
+                     overwrite_population: bool = False, dense_unmet: bool = True) -> StepResult:
     """Advance a population by one step (no input validation: :func:`project` validates).
 
-    ``population`` (..., 2, A) (not modified); ``survival`` (..., 2, A); ``asfr`` (..., A);
-    ``srb`` (...); ``net_migration`` (..., 2, A) or None.  Leading axes broadcast.
-    The output dtype follows numpy promotion of the inputs (all float32 gives float32).
-    See the module docstring for the timing conventions.
+    ``population`` (..., 2, A); ``survival`` (..., 2, A); ``asfr`` (..., A);
+    ``srb`` (...); ``net_migration`` (..., 2, A) or None; ``migration_scale`` (...) or
+    None multiplies the net migration (e.g. one factor per stochastic draw, shape
+    ``(draws, 1)`` against units) without materialising the product twice.  Leading axes
+    broadcast.  With ``overwrite_population=True`` the population array (if it already
+    has the full broadcast shape and dtype) is reused as a work buffer: memory-lean
+    drivers pass the previous step's result.  ``dense_unmet=False`` skips building the
+    full ``unmet_emigration`` array (``unmet_total`` is always given).  The output dtype follows numpy promotion
+    of the inputs (all float32 gives float32).  See the module docstring for the timing
+    conventions.
     """
     pop = np.asarray(population)
     survival = np.asarray(survival)
@@ -102,26 +118,38 @@ def advance_one_step(population, survival, asfr, srb, net_migration=None, *, ste
     srb = np.asarray(srb)
     A = pop.shape[-1]
     mig = None if net_migration is None else np.asarray(net_migration)
+    scale = None if (mig is None or migration_scale is None) else np.asarray(migration_scale)
     lead = np.broadcast_shapes(pop.shape[:-2], survival.shape[:-2], asfr.shape[:-1], srb.shape,
-                               () if mig is None else mig.shape[:-2])
+                               () if mig is None else mig.shape[:-2], () if scale is None else scale.shape)
     full = lead + (2, A)
-    dtype = np.result_type(pop, survival, asfr, srb, *(() if mig is None else (mig,)))
-    half = dtype.type(0.5)
-
+    dtype = np.result_type(pop, survival, asfr, srb, *(() if mig is None else (mig,)),
+                           *(() if scale is None else (scale,)))
+    if mig is not None:
+        factor = dtype.type(0.5 if migration_timing == "even" else 1.0)
+        if scale is not None:
+            mig_shape = np.broadcast_shapes(mig.shape[:-2], scale.shape) + mig.shape[-2:]
+            moved = np.multiply(mig, (scale * factor)[..., None, None], out=np.empty(mig_shape, dtype=dtype))
+            if components:
+                mig = np.multiply(mig, scale[..., None, None], dtype=dtype)
+        else:
+            moved = mig * factor if factor != 1 else mig
     m_start = m_end = None
     if mig is not None:
-        if migration_timing == "even":
-            m_start = m_end = mig * half
-        elif migration_timing == "start":
-            m_start = mig
-        else:
-            m_end = mig
+        if migration_timing in ("even", "start"):
+            m_start = moved
+        if migration_timing in ("even", "end"):
+            m_end = moved
 
-    unmet_start = unmet_end = None
+    shortfalls = []  # (index tuple into the full (..., 2, A) shape, persons)
     if m_start is not None:
-        start = np.empty(full, dtype=dtype)
-        start[...] = pop
-        unmet_start = _add_and_clip(start, m_start)
+        if overwrite_population and pop.shape == full and pop.dtype == dtype and pop.flags.writeable:
+            start = pop
+        else:
+            start = np.empty(full, dtype=dtype)
+            start[...] = pop
+        clipped = _add_and_clip(start, m_start)
+        if clipped is not None:
+            shortfalls.append((clipped[0], clipped[1]))
     else:
         start = pop
 
@@ -135,10 +163,10 @@ def advance_one_step(population, survival, asfr, srb, net_migration=None, *, ste
     if m_end is not None:
         if components:
             survived_old = new[..., 1:].copy()
-        tail_unmet = _add_and_clip(new[..., 1:], m_end[..., 1:])
-        if tail_unmet is not None:
-            unmet_end = np.zeros(full, dtype=dtype)
-            unmet_end[..., 1:] = tail_unmet
+        clipped = _add_and_clip(new[..., 1:], m_end[..., 1:])
+        if clipped is not None:
+            index, persons = clipped
+            shortfalls.append((index[:-1] + (index[-1] + 1,), persons))
 
     # births from the mean female exposure over the step (fertile ages only)
     nonzero = np.flatnonzero(np.any(asfr.reshape(-1, A) != 0, axis=0))
@@ -158,18 +186,24 @@ def advance_one_step(population, survival, asfr, srb, net_migration=None, *, ste
     np.multiply(births, survival[..., 0], out=new[..., 0])
     survived_births = new[..., 0].copy() if (components and m_end is not None) else None
     if m_end is not None:
-        age0_unmet = _add_and_clip(new[..., 0], m_end[..., 0])
-        if age0_unmet is not None:
-            if unmet_end is None:
-                unmet_end = np.zeros(full, dtype=dtype)
-            unmet_end[..., 0] = age0_unmet
+        clipped = _add_and_clip(new[..., 0], m_end[..., 0])
+        if clipped is not None:
+            index, persons = clipped
+            shortfalls.append((index + (np.zeros_like(index[0]),), persons))
 
-    if unmet_start is None:
-        unmet = unmet_end
-    elif unmet_end is None:
-        unmet = unmet_start
-    else:
-        unmet = unmet_start + unmet_end
+    unmet = unmet_total = None
+    if shortfalls:
+        unmet_total = np.zeros(lead, dtype=dtype)
+        if dense_unmet or components:
+            unmet = np.zeros(full, dtype=dtype)
+        for index, persons in shortfalls:
+            if lead:
+                cells = np.ravel_multi_index(index[:-2], lead)
+                unmet_total += np.bincount(cells, weights=persons, minlength=unmet_total.size).reshape(lead)
+            else:
+                unmet_total += persons.sum()
+            if unmet is not None:
+                np.add.at(unmet, index, persons)
 
     by_mother = deaths = migrants = None
     if components:
@@ -190,7 +224,7 @@ def advance_one_step(population, survival, asfr, srb, net_migration=None, *, ste
         migrants = np.zeros(full, dtype=dtype) if mig is None else np.broadcast_to(mig, full).astype(dtype, copy=True)
         if unmet is not None:
             migrants += unmet
-    return StepResult(new, births, by_mother, deaths, migrants, unmet)
+    return StepResult(new, births, by_mother, deaths, migrants, unmet if dense_unmet else None, unmet_total)
 
 
 @dataclass(frozen=True)
