@@ -10,19 +10,29 @@ Two ways to measure a trip:
   straight access leg (length × ``detour_factor``) to one of its nearest network
   nodes, never across a river.
 * **No network** (default): a *barrier-respecting lattice*.  A regular grid of
-  nodes covers the district (spacing chosen so the grid has about
+  nodes covers the district plus a margin (spacing chosen so the grid has about
   ``lattice_target_nodes`` nodes), each node linked to its 16 neighbours
-  (steps (1,0), (1,1), (2,1) and their symmetric variants, so paths bend at most
-  ~2.7 % off a straight line).  Every lattice edge that intersects a river is
-  removed; each bridge (snapped onto its river) opens a gap of
-  ``2 × bridge_half_width_m`` and becomes a graph node joined to its nearest
-  lattice nodes on both banks.  Edge weights are length × ``detour_factor``.
-  Dijkstra runs from the smaller of the two point sets (sites usually), in
-  chunks; the other set reads its cost through its access links (a vectorised
-  min over each point's nearest lattice nodes).  When the straight segment
-  between a unit and a site does **not** intersect a river, the cost is exactly
-  ``straight distance × detour_factor`` (the straight line is the shortest path
-  in the plane); otherwise the lattice cost, which goes via a bridge.
+  (steps (1,0), (1,1), (2,1) and their symmetric variants, so lattice paths are
+  at most ~2.7 % longer than the straight line).  Every lattice edge that
+  intersects a river is removed (river ends near the district edge are prolonged
+  so that trips cannot slip round them in the margin); each bridge, snapped onto
+  its river, is a graph node linked to its nearest lattice nodes on both banks,
+  and opens a gap of ``2 × bridge_half_width_m`` in its river for straight trips.
+  Edge weights are length × ``detour_factor``.  The cost of a pair is then
+
+  - ``straight × detour_factor`` when the straight segment crosses no river
+    (the straight line is the shortest path in the plane);
+  - otherwise the best trip through a bridge, min over bridges b of
+    leg(unit, b) + leg(b, site), each leg straight × detour when clear, else the
+    lattice cost from one Dijkstra run per bridge;
+  - and, for a pair on the same bank whose straight line still crosses a river
+    (a meander, a river that ends), also the lattice cost from a Dijkstra run from
+    that site.
+
+  Pairs are examined lazily, nearest lower bound first, so only the pairs that
+  can be kept are tested and Dijkstra runs from the bridges and a handful of
+  sites, not from every site (``scipy.sparse.csgraph.dijkstra``; the unit side
+  reads its costs through its access links by a vectorised min).
 
 Output is sparse: for every unit only the ``k_nearest`` sites (per site group,
 e.g. per level) and/or the sites within ``cutoff_m`` are kept, in a CSR matrix.
@@ -37,7 +47,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 import shapely
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from forecast.errors import Problem, format_rows, raise_if_problems
@@ -92,9 +102,11 @@ class TravelParams:
         typical circuity of roads in hilly terrain; applied to lattice edges and access legs).
     lattice_spacing_m: grid spacing of the no-network lattice; ``None`` = chosen so the grid over
         the district (buffered by ``lattice_margin_m``) has about ``lattice_target_nodes`` nodes.
-    lattice_margin_m: the lattice extends this far beyond the district (or the points' hull).
+    lattice_margin_m: the lattice extends this far beyond the district (or the points' envelope), so
+        units just outside stay routable.
     bridge_snap_m: a bridge farther than this from every river is reported and ignored.
     bridge_half_width_m: half the width of the gap a bridge opens in its river.
+    confluence_snap_m: a river end this close to another river is joined to it (reported).
     connectors: how many nearest graph nodes each point (unit, site, bridge) may link to.
     k_nearest: keep this many nearest sites per unit (per site group); ``None`` = no K rule.
     cutoff_m: also keep every site within this travel distance; ``None`` = no cut-off.
@@ -107,10 +119,11 @@ class TravelParams:
 
     detour_factor: float = 1.3
     lattice_spacing_m: float | None = None
-    lattice_target_nodes: int = 20_000
-    lattice_margin_m: float = 2_000.0
+    lattice_target_nodes: int = 12_000
+    lattice_margin_m: float = 1_000.0
     bridge_snap_m: float = 300.0
     bridge_half_width_m: float = 20.0
+    confluence_snap_m: float = 500.0
     connectors: int = 8
     k_nearest: int | None = 20
     cutoff_m: float | None = None
@@ -236,17 +249,61 @@ def _crossing(tree: shapely.STRtree | None, a_xy: np.ndarray, b_xy: np.ndarray, 
 
 @dataclass
 class _Barrier:
-    tree: shapely.STRtree | None
-    bridge_xy: np.ndarray          # snapped bridges actually used, (b, 2)
+    full: shapely.STRtree | None     # rivers without gaps: lattice edges and access links never cross them
+    gapped: shapely.STRtree | None   # rivers with a gap at each bridge: straight trips and bridge links
+    bridge_xy: np.ndarray            # snapped bridges actually used, (b, 2)
     findings: list[Problem]
 
 
-def _build_barrier(rivers: Sequence | None, bridge_xy: np.ndarray | None, bridge_ids, params: TravelParams) -> _Barrier:
+def _extend_river_ends(lines: Sequence, core, spacing: float, reach: float,
+                       confluence_m: float) -> tuple[list, list[str]]:
+    """Close the river network where the data leave gaps.
+
+    * An end within ``confluence_m`` of *another* river is joined to it (a tributary that stops
+      short of its confluence would let trips slip between the rivers).
+    * Any other end not well inside ``core`` is prolonged straight outwards by ``reach`` metres,
+      so that a river clipped at the district boundary still cuts the lattice margin.
+    A river that really ends inside the district keeps its end: trips may go round it.
+    Returns the new lines and a note per joined end.
+    """
+    inner = shapely.buffer(core, -spacing)
+    parts = shapely.get_parts(np.asarray(list(lines), dtype=object))
+    parts = parts[shapely.get_type_id(parts) == 1]
+    out, notes = [], []
+    for i, part in enumerate(parts):
+        c = shapely.get_coordinates(part)
+        if len(c) < 2:
+            continue
+        others = shapely.union_all(np.delete(parts, i)) if len(parts) > 1 else None
+        new = [c]
+        for end, prev, at_start in ((c[0], c[1], True), (c[-1], c[-2], False)):
+            add = None
+            pt = shapely.points(end)
+            if others is not None and not shapely.is_empty(others):
+                gap = shapely.distance(pt, others)
+                if 0 < gap <= confluence_m:
+                    add = shapely.get_coordinates(shapely.get_point(shapely.shortest_line(pt, others), 1))
+                    notes.append(f"a river end {gap:.0f} m short of another river was joined to it")
+                elif gap == 0:
+                    continue
+            if add is None and (shapely.is_empty(inner) or not shapely.contains_xy(inner, end[0], end[1])):
+                d = end - prev
+                norm = np.hypot(*d)
+                if norm > 0:
+                    add = (end + d / norm * reach)[None, :]
+            if add is not None:
+                new = [add] + new if at_start else new + [add]
+        out.append(shapely.linestrings(np.vstack(new)))
+    return out, notes
+
+
+def _build_barrier(rivers: Sequence | None, bridge_xy: np.ndarray | None, bridge_ids, params: TravelParams,
+                   core=None, spacing: float | None = None) -> _Barrier:
     findings: list[Problem] = []
     if rivers is None or len(rivers) == 0:
         if bridge_xy is not None and len(bridge_xy):
             findings.append(Problem("bridges", f"{len(bridge_xy)} bridge(s) given but no river", "pass the rivers too"))
-        return _Barrier(None, np.empty((0, 2)), findings)
+        return _Barrier(None, None, np.empty((0, 2)), findings)
     river_union = shapely.union_all(np.asarray(list(rivers), dtype=object))
     snapped = np.empty((0, 2))
     if bridge_xy is not None and len(bridge_xy):
@@ -262,23 +319,28 @@ def _build_barrier(rivers: Sequence | None, bridge_xy: np.ndarray | None, bridge
         near = pts[~far]
         if near.size:
             snapped = shapely.get_coordinates(shapely.get_point(shapely.shortest_line(near, river_union), 1))
-    barrier = river_union
+    if core is not None and spacing is not None:
+        lines, notes = _extend_river_ends(rivers, core, spacing, 4.0 * (params.lattice_margin_m + spacing),
+                                          params.confluence_snap_m)
+        river_union = shapely.union_all(np.asarray(lines, dtype=object))
+        if notes:
+            findings.append(Problem("rivers", "; ".join(notes), "draw tributaries up to the river they join"))
+    full_segs = _segments_of([river_union])
+    full = shapely.STRtree(full_segs) if full_segs.size else None
+    gapped = full
     if len(snapped):
         gaps = shapely.union_all(shapely.buffer(shapely.points(snapped), params.bridge_half_width_m))
-        barrier = shapely.difference(river_union, gaps)
-    segs = _segments_of([barrier])
-    tree = shapely.STRtree(segs) if segs.size else None
-    return _Barrier(tree, snapped, findings)
+        segs = _segments_of([shapely.difference(river_union, gaps)])
+        gapped = shapely.STRtree(segs) if segs.size else None
+    return _Barrier(full, gapped, snapped, findings)
 
 
-def _lattice(extent, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _lattice(extent, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nodes (N, 2) of a square grid inside ``extent`` and its 16-neighbour edges (i, j) with lengths."""
     xmin, ymin, xmax, ymax = shapely.bounds(extent)
     nx = int(np.floor((xmax - xmin) / spacing)) + 1
     ny = int(np.floor((ymax - ymin) / spacing)) + 1
-    gx = xmin + spacing * np.arange(nx)
-    gy = ymin + spacing * np.arange(ny)
-    X, Y = np.meshgrid(gx, gy)                      # (ny, nx)
+    X, Y = np.meshgrid(xmin + spacing * np.arange(nx), ymin + spacing * np.arange(ny))     # (ny, nx)
     shapely.prepare(extent)
     inside = shapely.contains_xy(extent, X, Y)
     label = np.full((ny, nx), -1, dtype=np.int64)
@@ -310,72 +372,153 @@ def _connect(points: np.ndarray, node_xy: np.ndarray, tree: cKDTree, k: int, max
     dist = np.asarray(dist, dtype=float).reshape(n, k)
     idx = np.asarray(idx).reshape(n, k)
     valid = np.isfinite(dist)
-    idx = np.where(valid, idx, 0)
+    idx = np.where(valid, idx, 0).astype(np.int64)
     rows, cols = np.nonzero(valid)
     cross = _crossing(barrier, points[rows], node_xy[idx[rows, cols]])
     dist[rows[cross], cols[cross]] = np.inf
-    return idx.astype(np.int64), dist
+    return idx, dist
 
 
 def _symmetric_csr(i, j, w, n) -> sp.csr_matrix:
-    g = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n))
-    g = g.tocsr()          # duplicates summed: avoid them upstream (edges are unique by construction)
-    return g
+    """Undirected weighted graph as a symmetric CSR (edges are unique by construction)."""
+    return sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([i, j]), np.concatenate([j, i]))),
+                         shape=(n, n)).tocsr()
+
+
+def _gather(D: np.ndarray, idx: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """(n_src, n_pts): cost from each Dijkstra source to each point through its access links."""
+    return np.min(D[:, idx] + length[None, :, :], axis=2)
 
 
 def _graph_costs(graph: sp.csr_matrix, source_nodes: np.ndarray, target_idx: np.ndarray, target_len: np.ndarray,
                  chunk: int) -> np.ndarray:
     """(n_sources, n_targets) shortest costs: Dijkstra from graph nodes, targets read via access links."""
-    n_s, n_t = len(source_nodes), len(target_idx)
-    out = np.full((n_s, n_t), np.inf)
-    if n_s == 0 or n_t == 0:
+    out = np.full((len(source_nodes), len(target_idx)), np.inf)
+    if len(source_nodes) == 0 or len(target_idx) == 0:
         return out
-    for lo in range(0, n_s, chunk):
+    for lo in range(0, len(source_nodes), chunk):
         D = dijkstra(graph, directed=True, indices=source_nodes[lo:lo + chunk])
-        # (chunk, n_t, k) -> min over the access links
-        out[lo:lo + chunk] = np.min(D[:, target_idx] + target_len[None, :, :], axis=2)
+        out[lo:lo + chunk] = _gather(D, target_idx, target_len)
     return out
 
 
-def _select_pairs(T: np.ndarray, lower: np.ndarray | None, groups: Sequence[np.ndarray], k: int | None,
-                  cutoff: float | None) -> np.ndarray:
-    """Boolean (n_u, n_s): the k smallest finite values of T per row within each group, plus T <= cutoff.
-
-    When ``lower`` is given (a lower bound of the final cost, with T an upper bound), the returned
-    mask is the *candidate* set: every pair that could end up kept once T is refined.
-    """
+def _select_pairs(T: np.ndarray, groups: Sequence[np.ndarray], k: int | None, cutoff: float | None) -> np.ndarray:
+    """Boolean (n_u, n_s): per row the k smallest finite values of T within each group, plus T <= cutoff."""
     n_u, n_s = T.shape
     keep = np.zeros((n_u, n_s), dtype=bool)
-    ref = T if lower is None else lower
-    for cols in groups:
-        cols = np.flatnonzero(cols)
-        if cols.size == 0:
-            continue
-        sub = T[:, cols]
-        if k is not None:
+    if k is not None:
+        for cols in groups:
+            cols = np.flatnonzero(cols)
+            if cols.size == 0:
+                continue
             if k >= cols.size:
-                thr = np.full(n_u, np.inf)
-                if lower is None:
-                    keep[:, cols] |= np.isfinite(sub)
-                    continue
-            else:
-                thr = np.partition(sub, k - 1, axis=1)[:, k - 1]
-            if lower is None:
-                # exactly k per row (ties broken by position), finite only
-                part = np.argpartition(sub, k - 1, axis=1)[:, :k]
-                rows = np.repeat(np.arange(n_u), k)
-                c = cols[part.ravel()]
-                ok = np.isfinite(T[rows, c])
-                keep[rows[ok], c[ok]] = True
-            else:
-                if cutoff is not None:
-                    thr = np.maximum(thr, cutoff)
-                keep[:, cols] |= ref[:, cols] <= thr[:, None]
-        elif cutoff is not None and lower is not None:
-            keep[:, cols] |= ref[:, cols] <= cutoff
+                keep[:, cols] = True
+                continue
+            part = np.argpartition(T[:, cols], k - 1, axis=1)[:, :k]     # ties broken by position
+            keep[np.repeat(np.arange(n_u), k), cols[part.ravel()]] = True
     if cutoff is not None:
-        keep |= ref <= cutoff
-    return keep & np.isfinite(ref)
+        keep |= T <= cutoff
+    return keep & np.isfinite(T)
+
+
+def _point_component(idx: np.ndarray, length: np.ndarray, comp: np.ndarray) -> np.ndarray:
+    """Lattice component of each point (that of its nearest usable link), -1 when it has none."""
+    best = np.argmin(length, axis=1)
+    ok = np.isfinite(length[np.arange(len(idx)), best])
+    return np.where(ok, comp[idx[np.arange(len(idx)), best]], -1)
+
+
+def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, groups, info):
+    """Exact-where-possible travel metres (n_u, n_s) on the barrier lattice; returns (V, state, findings).
+
+    V holds final costs for every pair that can be kept; state: 1 straight trip clear of rivers,
+    2 the straight line crosses a river (cost via bridges / round the river), 0 never needed.
+    """
+    det = params.detour_factor
+    n_u, n_s = len(unit_xy), len(site_xy)
+    core = poly if poly is not None else shapely.envelope(shapely.multipoints(np.vstack([unit_xy, site_xy])))
+    extent = shapely.buffer(core, params.lattice_margin_m)
+    spacing = params.lattice_spacing_m or max(25.0, float(np.sqrt(shapely.area(extent) / params.lattice_target_nodes)))
+    barrier = _build_barrier(*barrier_args, params, core=core, spacing=spacing)
+    findings = list(barrier.findings)
+    node_xy, ei, ej, el = _lattice(extent, spacing)
+    cross = _crossing(barrier.full, node_xy[ei], node_xy[ej])
+    ei, ej, ew = ei[~cross], ej[~cross], el[~cross] * det
+    n_nodes, n_b = len(node_xy), len(barrier.bridge_xy)
+    _, comp = connected_components(_symmetric_csr(ei, ej, ew, n_nodes), directed=False)
+    kd = cKDTree(node_xy)
+    max_link = 3.0 * spacing
+    uidx, ulen = _connect(unit_xy, node_xy, kd, params.connectors, max_link, barrier.full)
+    sidx, slen = _connect(site_xy, node_xy, kd, params.connectors, max_link, barrier.full)
+    bidx, blen = _connect(barrier.bridge_xy, node_xy, kd, params.connectors, max_link, barrier.gapped)
+    ulen, slen, blen = ulen * det, slen * det, blen * det
+    comp_u, comp_s = _point_component(uidx, ulen, comp), _point_component(sidx, slen, comp)
+    for name, c in (("units", comp_u), ("sites", comp_s)):
+        if (c < 0).any():
+            findings.append(Problem(name, f"{(c < 0).sum()} point(s) have no link to the travel lattice (on a river, "
+                                    "in a pocket between rivers, or far outside the district); only straight trips "
+                                    "and bridges serve them", "check their coordinates",
+                                    format_rows(np.flatnonzero(c < 0).tolist())))
+    # graph: lattice nodes, then bridge nodes, then site nodes (leaves); units are read via their links
+    base_s = n_nodes + n_b
+    rb, cb = np.nonzero(np.isfinite(blen))
+    rs, cs_ = np.nonzero(np.isfinite(slen))
+    graph = _symmetric_csr(np.concatenate([ei, n_nodes + rb, base_s + rs]),
+                           np.concatenate([ej, bidx[rb, cb], sidx[rs, cs_]]),
+                           np.concatenate([ew, blen[rb, cb], slen[rs, cs_]]), base_s + n_s)
+    info.update(spacing_m=spacing, graph_nodes=n_nodes, graph_edges=len(ei), bridges=n_b, components=int(comp.max() + 1))
+
+    # trips through at least one bridge: legs point <-> bridge, straight when clear, else the lattice
+    via = np.full((n_u, n_s), np.inf)
+    if n_b:
+        D = dijkstra(graph, directed=True, indices=np.arange(n_nodes, n_nodes + n_b))     # (B, n_graph)
+        leg_u = _legs(unit_xy, barrier, _gather(D, uidx, ulen), det)                      # (n_u, B)
+        leg_s = _legs(site_xy, barrier, _gather(D, sidx, slen), det)                      # (n_s, B)
+        step = max(1, 4_000_000 // max(1, n_s * n_b))
+        for lo in range(0, n_u, step):
+            via[lo:lo + step] = np.min(leg_u[lo:lo + step, None, :] + leg_s[None, :, :], axis=2)
+    lower = np.sqrt(((unit_xy[:, None, :] - site_xy[None, :, :]) ** 2).sum(axis=2)) * det
+    same = (comp_u[:, None] == comp_s[None, :]) & (comp_u[:, None] >= 0)
+    V = lower.copy()
+    state = np.zeros((n_u, n_s), dtype=np.int8)
+    dead = ~same & ~np.isfinite(via)            # other bank and no bridge reachable: no trip at all
+    V[dead] = np.inf
+    state[dead] = 2
+    G = np.full((n_u, n_s), np.nan)             # lattice columns, computed only for sites that need one
+    have_col = np.zeros(n_s, dtype=bool)
+    rounds = tested = 0
+    while True:
+        todo = _select_pairs(V, groups, params.k_nearest, params.cutoff_m) & (state == 0)
+        tu, ts = np.nonzero(todo)
+        if tu.size == 0:
+            break
+        rounds += 1
+        tested += tu.size
+        clear = ~_crossing(barrier.gapped, unit_xy[tu], site_xy[ts])
+        state[tu[clear], ts[clear]] = 1
+        xu, xs = tu[~clear], ts[~clear]
+        state[xu, xs] = 2
+        V[xu, xs] = via[xu, xs]
+        hard = same[xu, xs]                      # same bank, straight line crosses a river (meander, river end)
+        if hard.any():
+            hu, hs = xu[hard], xs[hard]
+            need = np.unique(hs[~have_col[hs]])
+            if need.size:
+                G[:, need] = _graph_costs(graph, base_s + need, uidx, ulen, params.source_chunk).T
+                have_col[need] = True
+            V[hu, hs] = np.minimum(V[hu, hs], G[hu, hs])
+    info.update(rounds=rounds, pairs_tested=int(tested), lattice_sources=int(have_col.sum()))
+    return V, state, findings
+
+
+def _legs(xy: np.ndarray, barrier: _Barrier, graph_cost: np.ndarray, det: float) -> np.ndarray:
+    """(n, B) cost point -> bridge: straight × detour when the segment crosses no river, else lattice."""
+    n, b = len(xy), len(barrier.bridge_xy)
+    a = np.repeat(xy, b, axis=0)
+    c = np.tile(barrier.bridge_xy, (n, 1))
+    clear = ~_crossing(barrier.gapped, a, c).reshape(n, b)
+    straight = np.sqrt(((xy[:, None, :] - barrier.bridge_xy[None, :, :]) ** 2).sum(axis=2)) * det
+    return np.where(clear, straight, graph_cost.T)
 
 
 # --------------------------------------------------------------------------- the core
@@ -395,6 +538,11 @@ def compute_travel_costs(unit_xy: np.ndarray, site_xy: np.ndarray, *, rivers: Se
         group per level), so every unit keeps its K nearest sites of every level.  Default: one group.
     Returns :class:`TravelCosts`.  Unreachable units and the other reported findings are in
     ``.findings``; bad arguments raise :class:`LayoutError`.
+
+    Lattice method: Dijkstra runs once from every bridge (trips via bridges) and only from the
+    few sites that have a same-bank pair whose straight line crosses a river; every other kept
+    pair is a straight trip × detour.  Pairs are examined lazily, nearest first, until each
+    unit's K nearest per group (and those within the cut-off) are exact.
     """
     t0 = time.perf_counter()
     params = params or TravelParams()
@@ -406,178 +554,93 @@ def compute_travel_costs(unit_xy: np.ndarray, site_xy: np.ndarray, *, rivers: Se
     site_ids = np.asarray(site_ids if site_ids is not None else np.arange(n_s))
     problems = []
     for name, xy, ids in (("unit_xy", unit_xy, unit_ids), ("site_xy", site_xy, site_ids)):
+        if len(ids) != len(xy):
+            problems.append(Problem(name, f"{len(xy)} points but {len(ids)} ids", "pass one id per point"))
+            continue
         bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
         if bad.size:
             problems.append(Problem(name, "non-finite coordinates", "give every point finite metric coordinates",
                                     format_rows(ids[bad].tolist())))
-        if len(ids) != len(xy):
-            problems.append(Problem(name, f"{len(xy)} points but {len(ids)} ids", "pass one id per point"))
-    groups = [np.ones(n_s, dtype=bool)]
+    names, groups = ["all sites"], [np.ones(n_s, dtype=bool)]
     if site_groups:
-        groups = []
+        names, groups = [], []
         for name, mask in site_groups.items():
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != (n_s,):
                 problems.append(Problem(f"site_groups[{name!r}]", f"has shape {mask.shape}, expected ({n_s},)",
                                         "give one boolean per site"))
-            else:
+            elif not any((mask == g).all() for g in groups):       # identical groups select the same pairs
+                names.append(name)
                 groups.append(mask)
     raise_if_problems(problems, "cannot compute travel costs", LayoutError)
-    findings: list[Problem] = []
     poly = extract_district_polygon(district) if district is not None else None
+    findings: list[Problem] = []
     findings += find_points_outside(unit_xy, unit_ids, poly, "units")
     findings += find_points_outside(site_xy, site_ids, poly, "sites")
-
-    barrier = _build_barrier(rivers, bridge_xy, bridge_ids, params)
-    findings += barrier.findings
-    info: dict = {}
+    method = "roads" if road_edges is not None else "lattice"
+    info: dict = {"method": method}
     if n_u == 0 or n_s == 0:
-        empty = sp.csr_matrix((n_u, n_s))
-        return TravelCosts(unit_ids, site_ids, empty, np.empty(0), np.empty(0, bool),
-                           "roads" if road_edges is not None else "lattice", findings, info)
-
-    det = params.detour_factor
-    if road_edges is not None:
-        method = "roads"
-        node_xy, gi, gj, gw, road_findings = _road_graph(road_edges, params, barrier)
-        findings += road_findings
-        spacing = None
-        max_access = np.inf
-    else:
-        method = "lattice"
-        if poly is not None:
-            extent = shapely.buffer(poly, params.lattice_margin_m)
-        else:
-            pts = shapely.multipoints(np.vstack([unit_xy, site_xy]))
-            extent = shapely.buffer(shapely.envelope(pts), params.lattice_margin_m)
-        spacing = params.lattice_spacing_m or max(25.0, float(np.sqrt(shapely.area(extent)
-                                                                        / params.lattice_target_nodes)))
-        node_xy, gi, gj, gl = _lattice(extent, spacing)
-        cross = _crossing(barrier.tree, node_xy[gi], node_xy[gj])
-        gi, gj, gw = gi[~cross], gj[~cross], gl[~cross] * det
-        max_access = 3.0 * spacing
-    info.update(method=method, spacing_m=spacing, graph_nodes=len(node_xy), graph_edges=len(gi))
-
-    kd = cKDTree(node_xy) if len(node_xy) else None
-    n_nodes = len(node_xy)
-    # bridges become graph nodes joined to both banks (lattice only: a road network has its own bridges)
-    extra_i, extra_j, extra_w = [], [], []
-    n_bridge = 0
-    if method == "lattice" and len(barrier.bridge_xy) and kd is not None:
-        bidx, blen = _connect(barrier.bridge_xy, node_xy, kd, params.connectors, max_access, barrier.tree)
-        n_bridge = len(barrier.bridge_xy)
-        r, c = np.nonzero(np.isfinite(blen))
-        extra_i.append(n_nodes + r)
-        extra_j.append(bidx[r, c])
-        extra_w.append(blen[r, c] * det)
-    # Dijkstra from the smaller point set; the other reads costs through its access links
-    sources_are_sites = n_s <= n_u
-    src_xy, tgt_xy = (site_xy, unit_xy) if sources_are_sites else (unit_xy, site_xy)
-    if kd is not None:
-        sidx, slen = _connect(src_xy, node_xy, kd, params.connectors, max_access, barrier.tree)
-        tidx, tlen = _connect(tgt_xy, node_xy, kd, params.connectors, max_access, barrier.tree)
-    else:
-        sidx = np.zeros((len(src_xy), 1), np.int64); slen = np.full((len(src_xy), 1), np.inf)
-        tidx = np.zeros((len(tgt_xy), 1), np.int64); tlen = np.full((len(tgt_xy), 1), np.inf)
-    base = n_nodes + n_bridge
-    r, c = np.nonzero(np.isfinite(slen))
-    extra_i.append(base + r)
-    extra_j.append(sidx[r, c])
-    extra_w.append(slen[r, c] * det)
-    n_graph = base + len(src_xy)
-    graph = _symmetric_csr(np.concatenate([gi] + extra_i), np.concatenate([gj] + extra_j),
-                           np.concatenate([gw] + extra_w), n_graph)
+        return TravelCosts(unit_ids, site_ids, sp.csr_matrix((n_u, n_s)), np.empty(0), np.empty(0, bool),
+                           method, findings, info)
+    barrier_args = (rivers, bridge_xy, bridge_ids)
     if method == "roads":
-        for name, ln, ids in (("sites" if sources_are_sites else "units", slen, site_ids if sources_are_sites else unit_ids),
-                              ("units" if sources_are_sites else "sites", tlen, unit_ids if sources_are_sites else site_ids)):
-            far = ln.min(axis=1) > params.road_access_warn_m
-            if far.any():
-                findings.append(Problem(name, f"{far.sum()} point(s) are more than {params.road_access_warn_m:.0f} m "
-                                        "from the road network (or only reach it across a river)",
-                                        "check the road network covers them", format_rows(ids[far].tolist())))
-    G = _graph_costs(graph, np.arange(base, n_graph), tidx, tlen * det, params.source_chunk)
-    if sources_are_sites:
-        G = G.T                                           # (n_u, n_s)
-    G = np.ascontiguousarray(G)
-    t_graph = time.perf_counter()
-
-    straight = np.sqrt(((unit_xy[:, None, :] - site_xy[None, :, :]) ** 2).sum(axis=2))   # (n_u, n_s)
-    if method == "lattice":
-        lower = straight * det
-        cand = _select_pairs(G, lower, groups, params.k_nearest, params.cutoff_m)
-        cu, cs = np.nonzero(cand)
-        clear = ~_crossing(barrier.tree, unit_xy[cu], site_xy[cs])
-        T = G
-        T[cu[clear], cs[clear]] = lower[cu[clear], cs[clear]]
-        if n_bridge:
-            # exact single-crossing trips: straight (or lattice) leg to a bridge, then on to the site
-            xu, xs = cu[~clear], cs[~clear]
-            via = _via_bridge_costs(graph, n_nodes, n_bridge, base, n_graph, tidx, tlen * det, sources_are_sites,
-                                    unit_xy, site_xy, barrier, det, xu, xs)
-            T[xu, xs] = np.minimum(T[xu, xs], via)
-        crosses = np.zeros((n_u, n_s), dtype=bool)
-        crosses[cu[~clear], cs[~clear]] = True
+        barrier = _build_barrier(*barrier_args, params)
+        findings += barrier.findings
+        V, road_findings = _road_costs(unit_xy, site_xy, unit_ids, site_ids, road_edges, barrier, params, info)
+        findings += road_findings
+        state = None
     else:
-        T = G
-        crosses = None
-    keep = _select_pairs(T, None, groups, params.k_nearest, params.cutoff_m)
-    ku, ks = np.nonzero(keep)
-    dist = sp.csr_matrix((T[ku, ks], (ku, ks)), shape=(n_u, n_s))
-    dist.sort_indices()
-    # csr_matrix from COO keeps explicit zeros; recover row/col order of .data
-    rows = np.repeat(np.arange(n_u), np.diff(dist.indptr))
-    straight_k = straight[rows, dist.indices]
-    if crosses is None:
-        crosses_k = _crossing(barrier.tree, unit_xy[rows], site_xy[dist.indices])
+        V, state, lattice_findings = _lattice_costs(unit_xy, site_xy, poly, barrier_args, params, groups, info)
+        findings += lattice_findings
+        barrier = None
+    keep = _select_pairs(V, groups, params.k_nearest, params.cutoff_m)
+    ku, ks = np.nonzero(keep)                    # row-major: already CSR order
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(ku, minlength=n_u))])
+    dist = sp.csr_matrix((V[ku, ks], ks, indptr), shape=(n_u, n_s))   # explicit zeros are kept
+    straight_k = np.sqrt(((unit_xy[ku] - site_xy[ks]) ** 2).sum(axis=1))
+    if state is None:
+        crosses_k = _crossing(barrier.gapped, unit_xy[ku], site_xy[ks])
     else:
-        crosses_k = crosses[rows, dist.indices]
-
-    for gname, cols in zip(site_groups.keys() if site_groups else ["all sites"], groups):
+        crosses_k = state[ku, ks] == 2
+    for gname, cols in zip(names, groups):
         if not cols.any():
             continue
-        none = ~np.isfinite(T[:, cols]).any(axis=1)
+        none = ~np.isfinite(V[:, cols]).any(axis=1)
         if none.any():
             findings.append(Problem(
                 "units", f"{none.sum()} unit(s) cannot reach any site of '{gname}' "
                 "(a river with no bridge between them, or no access to the network)",
                 "add the missing bridge or road, or a site on their side", format_rows(unit_ids[none].tolist())))
-    info.update(seconds_graph=t_graph - t0, seconds=time.perf_counter() - t0, kept_pairs=int(dist.nnz),
-                sources="sites" if sources_are_sites else "units", bridges=int(n_bridge))
+    info.update(seconds=time.perf_counter() - t0, kept_pairs=int(dist.nnz))
     return TravelCosts(unit_ids, site_ids, dist, straight_k, crosses_k, method, findings, info)
 
 
-def _via_bridge_costs(graph, n_nodes, n_bridge, base, n_graph, tidx, tlen, sources_are_sites, unit_xy, site_xy,
-                      barrier: _Barrier, det: float, xu: np.ndarray, xs: np.ndarray, chunk: int = 100_000) -> np.ndarray:
-    """(len(xu),) cost of the best trip unit xu[i] -> one bridge -> site xs[i].
-
-    Each leg is the straight line × detour when it crosses no river, else the lattice cost from
-    Dijkstra run once from every bridge node.  Always a real path, so an upper bound of the true cost.
-    """
-    if len(xu) == 0:
-        return np.empty(0)
-    D = dijkstra(graph, directed=True, indices=np.arange(n_nodes, n_nodes + n_bridge))     # (B, n_graph)
-    c_src = D[:, base:n_graph]                                                             # (B, n_src)
-    c_tgt = np.min(D[:, tidx] + tlen[None, :, :], axis=2)                                  # (B, n_tgt)
-    c_site, c_unit = (c_src, c_tgt) if sources_are_sites else (c_tgt, c_src)
-    bxy = barrier.bridge_xy
-
-    def legs(xy, graph_cost):                       # (B, n) best leg cost point <-> bridge
-        n = len(xy)
-        a = np.repeat(xy, n_bridge, axis=0)
-        b = np.tile(bxy, (n, 1))
-        clear = ~_crossing(barrier.tree, a, b).reshape(n, n_bridge).T
-        straight = np.sqrt(((xy[None, :, :] - bxy[:, None, :]) ** 2).sum(axis=2)) * det
-        return np.where(clear, straight, graph_cost)
-
-    need_u, inv_u = np.unique(xu, return_inverse=True)
-    need_s, inv_s = np.unique(xs, return_inverse=True)
-    leg_u = legs(unit_xy[need_u], c_unit[:, need_u]).T         # (n_need_u, B)
-    leg_s = legs(site_xy[need_s], c_site[:, need_s]).T         # (n_need_s, B)
-    out = np.empty(len(xu))
-    for lo in range(0, len(xu), chunk):
-        sl = slice(lo, lo + chunk)
-        out[sl] = np.min(leg_u[inv_u[sl]] + leg_s[inv_s[sl]], axis=1)
-    return out
+def _road_costs(unit_xy, site_xy, unit_ids, site_ids, road_edges, barrier: _Barrier, params: TravelParams, info):
+    """(n_u, n_s) shortest road-network metres: access legs × detour + network path."""
+    det = params.detour_factor
+    node_xy, gi, gj, gw, findings = _road_graph(road_edges, params, barrier)
+    n_nodes = len(node_xy)
+    info.update(graph_nodes=n_nodes, graph_edges=len(gi))
+    kd = cKDTree(node_xy)
+    sources_are_sites = len(site_xy) <= len(unit_xy)
+    src_xy, tgt_xy = (site_xy, unit_xy) if sources_are_sites else (unit_xy, site_xy)
+    src_ids, tgt_ids = (site_ids, unit_ids) if sources_are_sites else (unit_ids, site_ids)
+    sidx, slen = _connect(src_xy, node_xy, kd, params.connectors, np.inf, barrier.full)
+    tidx, tlen = _connect(tgt_xy, node_xy, kd, params.connectors, np.inf, barrier.full)
+    for name, ln, ids in (("sources", slen, src_ids), ("targets", tlen, tgt_ids)):
+        label = ("sites" if sources_are_sites else "units") if name == "sources" else \
+            ("units" if sources_are_sites else "sites")
+        far = ln.min(axis=1) > params.road_access_warn_m
+        if far.any():
+            findings.append(Problem(label, f"{far.sum()} point(s) are more than {params.road_access_warn_m:.0f} m "
+                                    "from the road network (or only reach it across a river)",
+                                    "check the road network covers them", format_rows(ids[far].tolist())))
+    r, c = np.nonzero(np.isfinite(slen))
+    graph = _symmetric_csr(np.concatenate([gi, n_nodes + r]), np.concatenate([gj, sidx[r, c]]),
+                           np.concatenate([gw, slen[r, c] * det]), n_nodes + len(src_xy))
+    G = _graph_costs(graph, n_nodes + np.arange(len(src_xy)), tidx, tlen * det, params.source_chunk)
+    info.update(sources="sites" if sources_are_sites else "units")
+    return np.ascontiguousarray(G.T if sources_are_sites else G), findings
 
 
 def _road_graph(road_edges: Sequence, params: TravelParams, barrier: _Barrier):
@@ -607,8 +670,8 @@ def _road_graph(road_edges: Sequence, params: TravelParams, barrier: _Barrier):
     first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]
     a, b, w = a[first], b[first], w[first]
     findings = []
-    if barrier.tree is not None:
-        cross = np.flatnonzero(_crossing(barrier.tree, node_xy[a], node_xy[b]))
+    if barrier.gapped is not None:
+        cross = np.flatnonzero(_crossing(barrier.gapped, node_xy[a], node_xy[b]))
         if cross.size:
             findings.append(Problem("roads", f"{cross.size} road edge(s) cross a river away from any bridge; they are "
                                     "kept as crossings (the network is taken as given)",
