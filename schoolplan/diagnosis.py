@@ -4,8 +4,8 @@ Pure computation on the loaded :class:`~schoolplan.dataset.Dataset` and the scen
 (long tables carry ``scenario, year, level, area, variable, unit, value``).  Writing is done elsewhere.
 
 Class sizes within a grade: a school's pupils of a grade are taken as spread as evenly as possible over its
-classes of that grade (sizes ⌊p/c⌋ and ⌈p/c⌉), so the number of classes of 56–65 (大班额) and of 66+ (超大班额)
-follows from the per-grade pupils and classes in ``schools.geojson``.
+classes of that grade (``layout.capacity.count_oversized_classes``), so the number of classes of 56–65 (大班额)
+and of 66+ (超大班额) follows from the per-grade pupils and classes in ``schools.geojson``.
 """
 from __future__ import annotations
 
@@ -14,30 +14,27 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from layout.capacity import CapacityParams, count_oversized_classes
 from schoolplan.dataset import Dataset, pupils_by_level
 from schoolplan.validate import GRADES
 
-__all__ = ["Diagnosis", "diagnose_base_year", "count_classes_in_size_band", "COMPULSORY_LEVELS"]
+__all__ = ["Diagnosis", "diagnose_base_year", "COMPULSORY_LEVELS", "capacity_params"]
 
 COMPULSORY_LEVELS = ("primary", "junior", "nine_year")  # counted as schools; teaching points (教学点) are not
 LEVELS = ("kindergarten", "primary", "junior", "senior_general", "senior_vocational")
 
 
-def count_classes_in_size_band(pupils: np.ndarray, classes: np.ndarray, lo: int, hi: float = np.inf) -> np.ndarray:
-    """Number of classes with size in [lo, hi] when ``pupils`` are split as evenly as possible over ``classes``.
-
-    Element-wise on arrays of any shape (integers ≥ 0).  With p pupils in c classes, p mod c classes have
-    ⌈p/c⌉ pupils and the rest ⌊p/c⌋.
-    """
-    pupils = np.asarray(pupils, dtype=np.int64)
-    classes = np.asarray(classes, dtype=np.int64)
-    safe = np.maximum(classes, 1)
-    small = pupils // safe
-    n_large = np.where(classes > 0, pupils % safe, 0)
-    n_small = np.where(classes > 0, classes - n_large, 0)
-    large = small + 1
-    in_band = lambda size: (size >= lo) & (size <= hi)
-    return np.where(in_band(small), n_small, 0) + np.where(in_band(large), n_large, 0)
+def capacity_params(scenario: dict) -> CapacityParams:
+    """The scenario's class-size and school-size rules as :class:`layout.capacity.CapacityParams`."""
+    cs, sz = scenario["class_size"], scenario["school_size"]
+    caps = {-3: cs["kindergarten_small"], -2: cs["kindergarten_middle"], -1: cs["kindergarten_large"],
+            **{g: cs["primary"] for g in range(1, 7)}, **{g: cs["junior"] for g in range(7, 10)},
+            **{g: cs["senior"] for g in range(10, 13)}}
+    max_classes = {"primary": sz["max_classes_primary"], "teaching_point": sz["max_classes_primary"],
+                   "junior": sz["max_classes_junior"], "nine_year": sz["max_classes_nine_year"]}
+    max_pupils = {lvl: sz["max_pupils"] for lvl in ("primary", "teaching_point", "junior", "nine_year")}
+    return CapacityParams(class_size_cap=caps, large_class_min=cs["oversized_min"],
+                          super_large_class_min=cs["super_oversized_min"], max_pupils=max_pupils, max_classes=max_classes)
 
 
 @dataclass
@@ -58,8 +55,7 @@ def diagnose_base_year(ds: Dataset, scenario: dict, scenario_name: str) -> Diagn
     lv = pupils_by_level(s)
     pupils = s[[f"pupils_g{g}" for g in GRADES]].to_numpy(np.int64)
     classes = s[[f"classes_g{g}" for g in GRADES]].to_numpy(np.int64)
-    big = count_classes_in_size_band(pupils, classes, cs["oversized_min"], cs["super_oversized_min"] - 1)
-    huge = count_classes_in_size_band(pupils, classes, cs["super_oversized_min"])
+    big, huge = count_oversized_classes(pupils, classes, capacity_params(scenario))
 
     # per-school table
     per = pd.DataFrame({

@@ -4,18 +4,20 @@ from __future__ import annotations
 import numpy as np
 
 from schoolplan.dataset import load_dataset, pupils_by_level
-from schoolplan.diagnosis import count_classes_in_size_band, diagnose_base_year
+from schoolplan.diagnosis import diagnose_base_year
 from schoolplan.scenario import DEFAULTS
 
 
-def test_class_size_bands_hand_computed():
-    # 120 pupils in 2 classes → 60, 60 (both 大班额); 131 in 2 → 65, 66 (one each); 45 in 1 → none; 0 classes → none
-    p = np.array([120, 131, 45, 10])
-    c = np.array([2, 2, 1, 0])
-    assert count_classes_in_size_band(p, c, 56, 65).tolist() == [2, 1, 0, 0]
-    assert count_classes_in_size_band(p, c, 66).tolist() == [0, 1, 0, 0]
-    # 200 pupils in 3 classes → 67, 67, 66
-    assert count_classes_in_size_band(np.array([200]), np.array([3]), 66).tolist() == [3]
+def test_scenario_caps_reach_the_class_count():
+    """A scenario that lowers the 大班额 threshold counts more oversized classes (the caps are wired through)."""
+    from schoolplan.dataset import load_dataset
+    import copy
+    ds = load_dataset(__import__("pathlib").Path(__file__).resolve().parents[2] / "data")
+    strict = copy.deepcopy(DEFAULTS)
+    strict["class_size"]["oversized_min"] = 46
+    a = diagnose_base_year(ds, DEFAULTS, "a").indicators.query("level == 'compulsory' and variable == 'classes_56_65'")["value"].iloc[0]
+    b = diagnose_base_year(ds, strict, "b").indicators.query("level == 'compulsory' and variable == 'classes_56_65'")["value"].iloc[0]
+    assert b > a > 0
 
 
 def test_diagnosis_on_tiny_data(tiny_data):
