@@ -535,6 +535,12 @@ def _build_coverage_model(demand, children, radius, town_u, ex, ca, dist_ex, dis
     # 3. capacity: existing E_j <= seats; candidate E_j - seats_j x_j <= 0
     cap_new = block(k + np.arange(s), x0 + np.arange(s), -ca["seats"], n_fac)
     add(ME + cap_new, -np.inf, np.concatenate([ex["seats"], np.zeros(s)]))
+    # 3b. strong linking (tightens the LP relaxation): a_ij <= d_i x_j on arcs to candidates
+    cand_arc = np.flatnonzero(arc_fac >= k)
+    if cand_arc.size:
+        m = cand_arc.size
+        add(block(np.r_[np.arange(m), np.arange(m)], np.r_[arc_cols[cand_arc], x0 + arc_fac[cand_arc] - k],
+                  np.r_[np.ones(m), -demand[arc_unit[cand_arc]]], m), -np.inf, 0.0)
     # 4. number of new sites
     if s:
         site_row = block(np.zeros(s, dtype=int), x0 + np.arange(s), np.ones(s), 1)
@@ -611,8 +617,9 @@ def _build_coverage_model(demand, children, radius, town_u, ex, ca, dist_ex, dis
         "covered": -cover_row.toarray().ravel(),
         "enrolled": -tot_row.toarray().ravel(),
         "share_shortfall": vec([(cols["sig"], 1.0)]),
-        "cost_cny": vec([(cols["x"], ca["cost_cny"]), (cols["u"], ex["cost_to_inclusive_cny"][conv_u]),
-                         (cols["w"], ex["cost_to_public_cny"][conv_w])]),
+        "site_cost_cny": vec([(cols["x"], ca["cost_cny"])]),
+        "conversion_cost_cny": vec([(cols["u"], ex["cost_to_inclusive_cny"][conv_u]),
+                                    (cols["w"], ex["cost_to_public_cny"][conv_w])]),
     }
     return _Model(A, np.concatenate(lo), np.concatenate(hi), col_lower, col_upper, integrality, obj, cols,
                   arc_unit, arc_fac, ME, inc_row, pub_row, conv_u, conv_w)
@@ -628,9 +635,12 @@ class _StagedSolution:
     failed_stage: str | None
 
 
-def _solve_stages(model: _Model, stages: Sequence[str], time_limit_s: float = 60.0) -> _StagedSolution:
+def _solve_stages(model: _Model, stages: Sequence[str], time_limit_s: float = 60.0,
+                  fix_sites_after: str | None = None) -> _StagedSolution:
     """Lexicographic optimisation: each stage minimises its objective, then holds it (within a
-    tolerance) while the next stages are optimised."""
+    tolerance) while the next stages are optimised. After stage ``fix_sites_after`` the site
+    columns are fixed at their values (later stages choose conversions and allocations only)."""
+    col_lower, col_upper = model.col_lower.copy(), model.col_upper.copy()
     extra, extra_hi = [], []
     integrality = model.integrality if model.integrality.any() else None
     z, values, seconds, gap, status = None, {}, 0.0, 0.0, "Optimal"
@@ -638,8 +648,8 @@ def _solve_stages(model: _Model, stages: Sequence[str], time_limit_s: float = 60
         c = model.obj[name]
         A = sp.vstack([model.A] + extra, format="csr") if extra else model.A
         res = solve_milp(c, A, np.concatenate([model.row_lower, np.full(len(extra), -np.inf)]),
-                         np.concatenate([model.row_upper, extra_hi]), model.col_lower, model.col_upper, integrality,
-                         time_limit_s=time_limit_s, warm_start=z if integrality is not None else None)
+                         np.concatenate([model.row_upper, extra_hi]), col_lower, col_upper, integrality,
+                         time_limit_s=time_limit_s)
         seconds += res.seconds
         if not res.has_solution:
             return _StagedSolution(None, values, res.status, seconds, gap, name)
@@ -650,6 +660,8 @@ def _solve_stages(model: _Model, stages: Sequence[str], time_limit_s: float = 60
         extra.append(sp.csr_matrix(c.reshape(1, -1)))
         extra_hi.append(values[name] + 1e-7 + 1e-9 * abs(values[name]))
         z = res.x
+        if name == fix_sites_after:
+            col_lower[model.cols["x"]] = col_upper[model.cols["x"]] = np.round(z[model.cols["x"]])
     return _StagedSolution(z, values, status, seconds, gap, None)
 
 
@@ -722,13 +734,16 @@ def solve_kindergarten_coverage(
     distance, conversion binaries. Constraints: Σ_j a_ij ≤ d_i; township: Σ a + Σ n ≤ township
     demand; seats: Σ_i a_ij + n_j ≤ seats_j (× x_j for a candidate).
 
-    ``objective="max_coverage"``: exactly ``n_new_sites`` new sites; lexicographically maximise
-    covered children, then enrolled children, then minimise the shortfall from the share targets
-    (``targets["inclusive_share_min"]``, ``["public_share_min"]``, soft), then the cost of
-    conversions and sites. ``objective="min_sites"``: minimise the number of new sites (at most
-    ``n_new_sites``) subject to hard targets ``coverage_min`` (covered / demand), ``ger_min``
-    (enrolled / children), ``inclusive_share_min``, ``public_share_min`` (enrolled shares); then
-    maximise coverage, enrollment, minimise cost. Unreachable targets raise
+    Lexicographic stages, each held (to 1e-7 children) while the next is optimised:
+    ``objective="max_coverage"``: exactly ``n_new_sites`` new sites; maximise covered children,
+    then enrolled children, then (when ``candidates.cost_cny`` is given) minimise the sites'
+    cost; the sites are then fixed, and conversions (with the township-pool allocation) minimise
+    the shortfall from the share targets (``targets["inclusive_share_min"]``,
+    ``["public_share_min"]``, soft), then the conversion cost. ``objective="min_sites"``: minimise
+    the number of new sites (at most ``n_new_sites``) subject to hard targets ``coverage_min``
+    (covered / demand), ``ger_min`` (enrolled / children), ``inclusive_share_min``,
+    ``public_share_min`` (enrolled shares); then maximise coverage, enrollment, minimise site cost;
+    sites fixed, minimise conversion cost. Unreachable targets raise
     :class:`InfeasibleError` whose ``diagnosis`` names the targets and the townships short of seats.
 
     The result also holds coverage and enrollment of the existing kindergartens alone
@@ -741,11 +756,12 @@ def solve_kindergarten_coverage(
     demand = children * rate
     build_args = (demand, children, radius, town_u, ex, ca, dist_ex, dist_ca)
     model = _build_coverage_model(*build_args, n_new_sites, objective, tg)
-    if objective == "max_coverage":
-        stages = ["covered", "enrolled", "share_shortfall", "cost_cny"]
-    else:
-        stages = ["sites", "covered", "enrolled", "cost_cny"]
-    sol = _solve_stages(model, stages, time_limit_s=time_limit_s)
+    stages = ["covered", "enrolled"] if objective == "max_coverage" else ["sites", "covered", "enrolled"]
+    if np.any(ca["cost_cny"] > 0):
+        stages.append("site_cost_cny")
+    fix_after = stages[-1]
+    stages += (["share_shortfall"] if objective == "max_coverage" else []) + ["conversion_cost_cny"]
+    sol = _solve_stages(model, stages, time_limit_s=time_limit_s, fix_sites_after=fix_after)
     if sol.x is None:
         if objective == "min_sites" and sol.failed_stage == "sites" and sol.status == "Infeasible":
             problems, diagnosis = _diagnose_infeasible(build_args, tg, ex, ca, town_u, demand, n_new_sites,

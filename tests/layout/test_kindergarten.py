@@ -109,6 +109,15 @@ def test_capacity_binds_and_changes_the_choice():
     assert np.all(r.covered_candidate <= 35.0 + 1e-6)
 
 
+def test_site_cost_breaks_ties_between_equal_coverage():
+    d = line_distance(X_UNITS, [1040.0, 1060.0])
+    r = solve_kindergarten_coverage(CHILDREN, np.full(5, "t"), np.full(5, 300.0), np.zeros((5, 0)), d, NO_EXISTING,
+                                    sites([100, 100], cost_cny=np.array([5e6, 3e6])), enrollment_rate=1.0,
+                                    n_new_sites=1)
+    np.testing.assert_array_equal(r.site_open, [False, True])
+    assert r.site_cost_cny == 3e6 and r.covered == pytest.approx(60.0)
+
+
 def test_radius_boundary_inside_and_outside():
     d = np.array([[300.0], [300.001]])
     r = solve_kindergarten_coverage(np.array([7.0, 11.0]), np.array(["a", "b"]), np.full(2, 300.0), np.zeros((2, 0)),
