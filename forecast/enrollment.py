@@ -55,12 +55,13 @@ import numpy as np
 import pandas as pd
 
 from forecast.errors import ForecastError, Problem, format_rows, raise_if_problems
+from forecast.stochastic import QUANTILES
 
 METHODS: tuple[str, ...] = ("mean1", "mean3", "mean5", "ses", "ets")
 ETS_MIN_OBS = 5
 SES_ALPHA_GRID = np.linspace(0.1, 1.0, 10)
 COHORT_CLASSES = ("new", "enrolled")
-DEFAULT_QUANTILES = (0.05, 0.1, 0.5, 0.9, 0.95)
+DEFAULT_QUANTILES = QUANTILES
 _MEAN_RE = re.compile(r"^mean(\d+)$")
 
 
@@ -463,6 +464,38 @@ def _future_block(values: np.ndarray, o: int, horizon: int) -> np.ndarray:
     return block
 
 
+def forecast_ratios_by_backtest(history: np.ndarray, horizon: int, *, methods: Sequence[str] = METHODS,
+                                default_method: str = "mean3", select_horizon: int = 3,
+                                ses_alpha: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Carry ratio series forward with the method each one's own rolling-origin backtest prefers.
+
+    ``history``: ``(N, L)`` ratio series (NaN = not observed).  Every column from the second to the
+    last-but-one is an origin; the method with the least mean absolute log error at horizons
+    ≤ ``select_horizon`` wins (:func:`select_methods`).  Returns ``forecast (N, horizon)``,
+    ``choice (N,)`` (index into ``methods``) and ``backtest (O, N, L − 2)``: the chosen method's forecasts from
+    origins ``1 .. L − 2`` (for calibrating errors; empty when ``L < 3``).
+    """
+    history = np.atleast_2d(np.asarray(history, dtype=float))
+    n, length = history.shape
+    methods = tuple(methods)
+    origins = np.arange(1, length - 1)
+    backtest = np.empty((0, n, max(length - 2, 0)))
+    if origins.size:
+        cube = _forecast_cube(history[:, :, None], methods, origins, length - 2, ses_alpha)[..., 0]  # (M, O, N, Hb)
+        actual = np.stack([_future_block(history, o, length - 2) for o in origins])  # (O, N, Hb)
+        err = np.abs(np.log(cube / actual[None]))[..., :select_horizon]
+        choice = select_methods(err.transpose(0, 2, 1, 3).reshape(len(methods), n, -1), methods, default_method)
+        backtest = np.take_along_axis(cube, choice[None, None, :, None], axis=0)[0]
+    else:
+        choice = np.full(n, methods.index(default_method))
+    out = np.full((n, horizon), np.nan)
+    for m, method in enumerate(methods):
+        sel = choice == m
+        if sel.any():
+            out[sel] = forecast_ratio_series(history[sel], method, horizon, ses_alpha=ses_alpha)
+    return out, choice, backtest
+
+
 def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequence[int], grades: Sequence,
                         keys: Sequence | None = None, methods: Sequence[str] = METHODS,
                         default_method: str = "mean3", select_horizon: int = 3, level: float = 0.8,
@@ -620,17 +653,18 @@ def forecast_grades(pupils: np.ndarray, driver: np.ndarray, driver_future: np.nd
     horizon = driver_future.shape[-1]
     methods = tuple(methods)
     ratios = compute_ratios(pupils, np.asarray(driver, dtype=float))
-    origins = np.arange(1, n_years - 1)
+    hist = ratios.transpose(0, 2, 1).reshape(n_series * n_grades, n_years)
+    fut, choice, back = forecast_ratios_by_backtest(hist, horizon, methods=methods, default_method=default_method,
+                                                    select_horizon=select_horizon, ses_alpha=ses_alpha)
+    fut = fut.reshape(n_series, n_grades, horizon).transpose(0, 2, 1)
+    choice = choice.reshape(n_series, n_grades)
     log_err = hh = cc = np.empty(0)
+    bb = np.empty(0, dtype=int)
+    origins = np.arange(1, n_years - 1)
     if origins.size:
-        bt_h = n_years - 2
-        cube = _forecast_cube(ratios, methods, origins, bt_h, ses_alpha)
-        ratio_act = np.stack([_future_block(ratios, o, bt_h) for o in origins])
-        abs_err = np.abs(np.log(cube / ratio_act[None]))[:, :, :, :select_horizon]
-        errs = abs_err.transpose(0, 2, 4, 1, 3).reshape(len(methods), n_series * n_grades, -1)
-        choice = select_methods(errs, methods, default_method).reshape(n_series, n_grades)
         # errors of the procedure with the final choice, for calibration
-        ratio_fc = np.take_along_axis(cube, choice[None, None, :, None, :], axis=0)[0]  # (O, S, H, G)
+        bt_h = n_years - 2
+        ratio_fc = back.reshape(origins.size, n_series, n_grades, bt_h).transpose(0, 1, 3, 2)  # (O, S, H, G)
         fc = np.stack([project_pupils(pupils[:, o], _future_block(driver, o, bt_h), ratio_fc[j])
                        for j, o in enumerate(origins)])
         act = np.stack([_future_block(pupils, o, bt_h) for o in origins])
@@ -640,19 +674,7 @@ def forecast_grades(pupils: np.ndarray, driver: np.ndarray, driver_future: np.nd
         hidx = np.broadcast_to(np.arange(bt_h)[None, None, :, None], e.shape)
         bidx = np.broadcast_to(np.arange(origins.size)[:, None, None, None], e.shape)
         log_err, cc, hh, bb = e.ravel(), cls.ravel(), hidx.ravel(), bidx.ravel()
-    else:
-        choice = np.full((n_series, n_grades), methods.index(default_method))
-        bb = np.empty(0, dtype=int)
     errors = calibrate_errors(log_err, cc, hh, horizon, levels, min_pool=min_pool, blocks=bb)
-    fut = np.empty((n_series, horizon, n_grades))
-    flat_choice = choice.reshape(-1)
-    hist_sg = ratios.transpose(0, 2, 1).reshape(n_series * n_grades, n_years)
-    fut_flat = np.full((n_series * n_grades, horizon), np.nan)
-    for m, method in enumerate(methods):
-        sel = flat_choice == m
-        if sel.any():
-            fut_flat[sel] = forecast_ratio_series(hist_sg[sel], method, horizon, ses_alpha=ses_alpha)
-    fut[:] = fut_flat.reshape(n_series, n_grades, horizon).transpose(0, 2, 1)
     point = project_pupils(pupils[:, -1], driver_future, fut)
     years = np.asarray(years)
     return EnrollmentForecast(years=years[-1] + 1 + np.arange(horizon), grades=tuple(grades),
