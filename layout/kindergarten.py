@@ -58,6 +58,9 @@ __all__ = [
     "CandidateSites",
     "KindergartenCoverage",
     "KindergartenUse",
+    "KindergartenPlan",
+    "KindergartenYears",
+    "PLAN_TARGETS",
     "PreschoolTargetCheck",
     "count_kindergarten_seats",
     "split_kindergarten_classes",
@@ -128,6 +131,26 @@ def _as_bool(values, name: str, problems: list, n: int, default: bool) -> np.nda
             return np.full(n, default)
         arr = arr.astype(np.float64) > 0.5
     return arr
+
+
+def _as_labels(values, name: str, problems: list, n: int) -> np.ndarray:
+    """(n,) township labels as strings; a wrong shape is a problem."""
+    arr = np.asarray(values)
+    if arr.shape != (n,):
+        problems.append(Problem(name, f"has shape {arr.shape}, expected ({n},)", "pass one township code per row"))
+        return np.zeros(n, dtype=str)
+    return arr.astype(str)
+
+
+def _as_radius(values, name: str, problems: list, n: int, labels=None) -> np.ndarray:
+    """(n,) walking radii in metres, each > 0."""
+    radius = _as_float(values, name, problems, (n,))
+    bad = ~np.isfinite(radius) | (radius <= 0)
+    if bad.any():
+        problems.append(Problem(name, f"{int(bad.sum())} walking radii are <= 0 or missing",
+                                "give each unit a radius > 0 metres (compute_walking_radius_m)",
+                                _rows_where(bad, labels)))
+    return radius
 
 
 def _check_fraction(value, name: str, problems: list) -> float | None:
@@ -222,10 +245,9 @@ def compute_walking_radius_m(urban, rural_radius_m: float = 2000.0, urban_radius
             problems.append(Problem(name, f"is {r!r}; a radius must be > 0 metres",
                                     "give the walking radius in metres, e.g. 300"))
     flags = np.asarray(urban)
-    u = _as_bool(flags, "urban", problems, flags.shape[0] if flags.ndim == 1 else -1, True) if flags.ndim == 1 \
-        else None
-    if u is None:
+    if flags.ndim != 1:
         problems.append(Problem("urban", f"has shape {flags.shape}, expected (units,)", "pass one flag per unit"))
+    u = _as_bool(flags.reshape(-1), "urban", problems, flags.size, True)
     raise_if_problems(problems, "cannot compute walking radii", LayoutError)
     return np.where(u, float(urban_radius_m), float(rural_radius_m))
 
@@ -234,7 +256,19 @@ def compute_walking_radius_m(urban, rural_radius_m: float = 2000.0, urban_radius
 # inputs of the coverage model
 # --------------------------------------------------------------------------------------
 @dataclass
-class ExistingKindergartens:
+class _FacilityRows:
+    """Rows of facilities: ``township`` (n,) labels and ``seats`` (n,) children."""
+
+    township: np.ndarray
+    seats: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(np.asarray(self.seats).shape[0]) if np.ndim(self.seats) else 0
+
+
+@dataclass
+class ExistingKindergartens(_FacilityRows):
     """Existing kindergartens (K rows); they are always open.
 
     ``township``: (K,) township labels; ``seats``: (K,) children (see :func:`count_kindergarten_seats`);
@@ -245,43 +279,31 @@ class ExistingKindergartens:
     ``ids``: optional (K,) labels used in error messages and tables.
     """
 
-    township: np.ndarray
-    seats: np.ndarray
     public: np.ndarray
     inclusive: np.ndarray
     cost_to_inclusive_cny: np.ndarray | None = None
     cost_to_public_cny: np.ndarray | None = None
     ids: np.ndarray | None = None
 
-    @property
-    def size(self) -> int:
-        return int(np.asarray(self.seats).shape[0]) if np.ndim(self.seats) else 0
-
 
 @dataclass
-class CandidateSites:
+class CandidateSites(_FacilityRows):
     """Candidate sites for a new kindergarten (S rows).
 
     ``kind``: (S,) one of :data:`SITE_KINDS` — ``"kindergarten_complex"`` (land reserved in a
     residential complex, 小区配套园) or ``"closed_school"`` (building of a primary school closed by
     the consolidation; the caller gives its seats). ``township``: (S,); ``seats``: (S,) children;
     ``public`` / ``inclusive``: (S,) bool, default True (new 配套园 are run as public or inclusive);
-    ``cost_cny``: (S,) optional opening cost (only a tie-breaker after coverage and enrollment);
+    ``cost_cny``: (S,) optional opening cost (a tie-breaker after coverage and enrollment);
     ``must_open``: (S,) bool, sites already decided. ``ids``: optional labels.
     """
 
-    township: np.ndarray
-    seats: np.ndarray
     kind: np.ndarray
     public: np.ndarray | None = None
     inclusive: np.ndarray | None = None
     cost_cny: np.ndarray | None = None
     must_open: np.ndarray | None = None
     ids: np.ndarray | None = None
-
-    @property
-    def size(self) -> int:
-        return int(np.asarray(self.seats).shape[0]) if np.ndim(self.seats) else 0
 
 
 @dataclass
@@ -365,26 +387,14 @@ def _validate_coverage_inputs(children_3to5, enrollment_rate, unit_township, rad
         problems.append(Problem("enrollment_rate", f"must be a scalar (or one per unit) in (0, 1.5], got {enrollment_rate!r}",
                                 "give the target gross enrollment rate as a fraction, e.g. 0.98"))
         rate = np.float64(1.0)
-    radius = _as_float(radius_m, "radius_m", problems, (n_units,))
-    bad = ~np.isfinite(radius) | (radius <= 0)
-    if bad.any():
-        problems.append(Problem("radius_m", f"{int(bad.sum())} walking radii are <= 0 or missing",
-                                "give each unit a radius > 0 metres (compute_walking_radius_m)", _rows_where(bad, labels)))
-    town_u = np.asarray(unit_township)
-    if town_u.shape != (n_units,):
-        problems.append(Problem("unit_township", f"has shape {town_u.shape}, expected ({n_units},)",
-                                "pass one township code per unit"))
-        town_u = np.zeros(n_units, dtype=np.int64)
+    radius = _as_radius(radius_m, "radius_m", problems, n_units, labels)
+    town_u = _as_labels(unit_township, "unit_township", problems, n_units)
 
     k, s = existing.size, candidates.size
     ex = {}
     ex["seats"] = _as_float(existing.seats, "existing.seats", problems, (k,))
     _check_nonneg(ex["seats"], "existing.seats", problems, existing.ids, what="seat counts")
-    ex["township"] = np.asarray(existing.township)
-    if ex["township"].shape != (k,):
-        problems.append(Problem("existing.township", f"has shape {ex['township'].shape}, expected ({k},)",
-                                "pass one township code per kindergarten"))
-        ex["township"] = np.zeros(k, dtype=np.int64)
+    ex["township"] = _as_labels(existing.township, "existing.township", problems, k)
     ex["public"] = _as_bool(existing.public, "existing.public", problems, k, False)
     ex["inclusive"] = _as_bool(existing.inclusive, "existing.inclusive", problems, k, False) | ex["public"]
     for name in ("cost_to_inclusive_cny", "cost_to_public_cny"):
@@ -399,11 +409,7 @@ def _validate_coverage_inputs(children_3to5, enrollment_rate, unit_township, rad
     ca = {}
     ca["seats"] = _as_float(candidates.seats, "candidates.seats", problems, (s,))
     _check_nonneg(ca["seats"], "candidates.seats", problems, candidates.ids, what="seat counts")
-    ca["township"] = np.asarray(candidates.township)
-    if ca["township"].shape != (s,):
-        problems.append(Problem("candidates.township", f"has shape {ca['township'].shape}, expected ({s},)",
-                                "pass one township code per site"))
-        ca["township"] = np.zeros(s, dtype=np.int64)
+    ca["township"] = _as_labels(candidates.township, "candidates.township", problems, s)
     kind = np.asarray(candidates.kind).astype(str) if np.ndim(candidates.kind) else np.zeros(0, dtype=str)
     if kind.shape != (s,):
         problems.append(Problem("candidates.kind", f"has shape {kind.shape}, expected ({s},)", "pass one kind per site"))
@@ -879,23 +885,15 @@ def allocate_kindergarten_enrollment(
         demand = np.zeros((0,))
     n_units, extra = demand.shape[0], demand.shape[1:]
     _check_nonneg(demand, "demand_children", problems, unit_ids, what="child counts")
-    radius = _as_float(radius_m, "radius_m", problems, (n_units,))
-    bad = ~np.isfinite(radius) | (radius <= 0)
-    if bad.any():
-        problems.append(Problem("radius_m", f"{int(bad.sum())} walking radii are <= 0 or missing",
-                                "give each unit a radius > 0 metres", _rows_where(bad, unit_ids)))
-    town_f = np.asarray(facility_township)
-    n_fac = town_f.shape[0] if town_f.ndim == 1 else 0
+    radius = _as_radius(radius_m, "radius_m", problems, n_units, unit_ids)
+    n_fac = np.shape(facility_township)[0] if np.ndim(facility_township) == 1 else 0
+    town_f = _as_labels(facility_township, "facility_township", problems, n_fac)
     dist = _as_float(distance_m, "distance_m", problems, (n_units, n_fac))
     badd = np.isnan(dist) | (dist < 0)
     if badd.any():
         problems.append(Problem("distance_m", f"{int(badd.sum())} distances are negative or missing",
                                 "use np.inf for unreachable pairs, never NaN", _rows_where(badd, unit_ids)))
-    town_u = np.asarray(unit_township)
-    if town_u.shape != (n_units,):
-        problems.append(Problem("unit_township", f"has shape {town_u.shape}, expected ({n_units},)",
-                                "pass one township code per unit"))
-        town_u = np.zeros(n_units)
+    town_u = _as_labels(unit_township, "unit_township", problems, n_units)
     seat_arr = _as_float(seats, "seats", problems)
     if seat_arr.ndim < 1 or seat_arr.shape[0] != n_fac or seat_arr.shape[1:] != extra[:seat_arr.ndim - 1]:
         problems.append(Problem("seats", f"has shape {seat_arr.shape}; expected ({n_fac},) or ({n_fac}, ...) aligned "
