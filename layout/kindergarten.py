@@ -939,7 +939,8 @@ def allocate_kindergarten_enrollment(
         f = np.where(second.x > 1e-9, second.x, 0.0)
         enrolled[:, c] = np.bincount(arc_f, weights=f, minlength=n_fac)
         covered[:, c] = np.bincount(arc_f, weights=f * arc_walk, minlength=n_fac)
-        unmet[:, c] = np.maximum(dem2[:, c] - np.bincount(arc_u, weights=f, minlength=n_units), 0.0)
+        unmet[:, c] = dem2[:, c] - np.bincount(arc_u, weights=f, minlength=n_units)
+    unmet[unmet < 1e-6] = 0.0  # solver tolerance (1e-7 children per row), not a shortage
     towns, t_idx = np.unique(np.concatenate([town_u_s, town_f_s]), return_inverse=True)
     tu, tf = t_idx[:n_units], t_idx[n_units:]
 
@@ -955,7 +956,7 @@ def allocate_kindergarten_enrollment(
         seats=seat2.reshape((n_fac,) + extra), unmet_by_unit=unmet.reshape((n_units,) + extra),
         townships=towns, demand_by_township=by_town(tu, dem2), seats_by_township=seats_t,
         enrolled_by_township=enrolled_t, short_by_township=by_town(tu, unmet),
-        idle_by_township=np.maximum(seats_t - enrolled_t, 0.0), seconds=seconds)
+        idle_by_township=np.where(seats_t - enrolled_t < 1e-6, 0.0, seats_t - enrolled_t), seconds=seconds)
 
 
 # --------------------------------------------------------------------------------------

@@ -374,3 +374,21 @@ def test_project_years_shrinking_cohorts_and_targets():
     assert t[(2026, "gross_enrollment_rate")] == pytest.approx(1.0)
     assert t[(2026, "public_share")] == pytest.approx(120 / 200)
     assert not out.check.all_met_when_due
+
+
+def test_quantiles_are_projected_side_by_side():
+    units, kgs, cands, children, distance = small_tables({2025: (80, 60, 100), 2030: (40, 30, 30)})
+    low = children.assign(quantile=0.1, children=children["children"] * 0.5)
+    high = children.assign(quantile=0.9)
+    both = pd.concat([low, high], ignore_index=True)
+    with pytest.raises(LayoutError, match="quantile"):
+        plan_kindergartens(units, kgs, cands, both, distance, year=2025)
+    out = project_kindergarten_years(None, units, kgs, cands, both, distance, years=[2025, 2030], enrollment_rate=1.0)
+    assert out.use.enrolled.shape == (4, 2, 2)  # (kindergartens + sites, years, quantiles)
+    t = out.by_township.set_index(["township_code", "year", "quantile"])
+    # no new site: town A has 90 seats; 140 children at q0.9 (50 short), 70 at q0.1 (none short)
+    assert t.loc[("A", 2025, 0.9), "short"] == pytest.approx(50.0)
+    assert t.loc[("A", 2025, 0.1), "short"] == pytest.approx(0.0)
+    assert t.loc[("A", 2025, 0.1), "idle"] == pytest.approx(20.0)
+    ger = out.targets.query("variable == 'gross_enrollment_rate'").set_index(["year", "quantile"])["value"]
+    assert ger[(2025, 0.9)] == pytest.approx((90 + 90) / 240) and ger[(2025, 0.1)] == pytest.approx(1.0)
