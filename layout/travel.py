@@ -251,8 +251,9 @@ def _crossing(tree: shapely.STRtree | None, a_xy: np.ndarray, b_xy: np.ndarray, 
 class _Barrier:
     full: shapely.STRtree | None     # rivers without gaps: lattice edges and access links never cross them
     gapped: shapely.STRtree | None   # rivers with a gap at each bridge: straight trips and bridge links
-    bridge_xy: np.ndarray            # snapped bridges actually used, (b, 2)
+    bridge_xy: np.ndarray            # portals, (b, 2): snapped bridges, then points just beyond free river ends
     findings: list[Problem]
+    n_bridges: int = 0               # how many of the portals are bridges
 
 
 def _extend_river_ends(lines: Sequence, core, spacing: float, reach: float,
@@ -297,8 +298,31 @@ def _extend_river_ends(lines: Sequence, core, spacing: float, reach: float,
     return out, notes
 
 
+def _free_ends(lines, extent, offset: float = 0.5) -> np.ndarray:
+    """Points ``offset`` m beyond every river end that touches no other river and lies in ``extent``:
+    trips round the end of a river turn there, so they become graph nodes like bridges."""
+    parts = shapely.get_parts(shapely.line_merge(lines))
+    parts = parts[shapely.get_type_id(parts) == 1]
+    if parts.size == 0:
+        return np.empty((0, 2))
+    starts = shapely.get_coordinates(shapely.get_point(parts, 0))
+    ends = shapely.get_coordinates(shapely.get_point(parts, -1))
+    seconds = shapely.get_coordinates(shapely.get_point(parts, 1))
+    penults = shapely.get_coordinates(shapely.get_point(parts, -2))
+    tips = np.vstack([starts, ends])
+    prev = np.vstack([seconds, penults])
+    # an end shared with another piece (a confluence, noded by the union) is not free
+    key = np.round(tips, 3)
+    _, inv, count = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    free = (count[inv.ravel()] == 1) & shapely.contains_xy(extent, tips[:, 0], tips[:, 1])
+    if not free.any():
+        return np.empty((0, 2))
+    d = tips[free] - prev[free]
+    return tips[free] + d / np.hypot(d[:, 0], d[:, 1])[:, None] * offset
+
+
 def _build_barrier(rivers: Sequence | None, bridge_xy: np.ndarray | None, bridge_ids, params: TravelParams,
-                   core=None, spacing: float | None = None) -> _Barrier:
+                   core=None, spacing: float | None = None, extent=None) -> _Barrier:
     findings: list[Problem] = []
     if rivers is None or len(rivers) == 0:
         if bridge_xy is not None and len(bridge_xy):
@@ -332,7 +356,8 @@ def _build_barrier(rivers: Sequence | None, bridge_xy: np.ndarray | None, bridge
         gaps = shapely.union_all(shapely.buffer(shapely.points(snapped), params.bridge_half_width_m))
         segs = _segments_of([shapely.difference(river_union, gaps)])
         gapped = shapely.STRtree(segs) if segs.size else None
-    return _Barrier(full, gapped, snapped, findings)
+    ends = _free_ends(river_union, extent) if extent is not None else np.empty((0, 2))
+    return _Barrier(full, gapped, np.vstack([snapped, ends]), findings, n_bridges=len(snapped))
 
 
 def _lattice(extent, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -439,7 +464,7 @@ def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, g
     core = poly if poly is not None else shapely.envelope(shapely.multipoints(np.vstack([unit_xy, site_xy])))
     extent = shapely.buffer(core, params.lattice_margin_m)
     spacing = params.lattice_spacing_m or max(25.0, float(np.sqrt(shapely.area(extent) / params.lattice_target_nodes)))
-    barrier = _build_barrier(*barrier_args, params, core=core, spacing=spacing)
+    barrier = _build_barrier(*barrier_args, params, core=core, spacing=spacing, extent=extent)
     findings = list(barrier.findings)
     node_xy, ei, ej, el = _lattice(extent, spacing)
     cross = _crossing(barrier.full, node_xy[ei], node_xy[ej])
@@ -466,9 +491,11 @@ def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, g
     graph = _symmetric_csr(np.concatenate([ei, n_nodes + rb, base_s + rs]),
                            np.concatenate([ej, bidx[rb, cb], sidx[rs, cs_]]),
                            np.concatenate([ew, blen[rb, cb], slen[rs, cs_]]), base_s + n_s)
-    info.update(spacing_m=spacing, graph_nodes=n_nodes, graph_edges=len(ei), bridges=n_b, components=int(comp.max() + 1))
+    info.update(spacing_m=spacing, graph_nodes=n_nodes, graph_edges=len(ei), bridges=barrier.n_bridges,
+                river_ends=n_b - barrier.n_bridges, components=int(comp.max() + 1))
 
-    # trips through at least one bridge: legs point <-> bridge, straight when clear, else the lattice
+    # trips through at least one portal (bridge or river end): legs point <-> portal, straight when
+    # clear, else the lattice
     via = np.full((n_u, n_s), np.inf)
     if n_b:
         D = dijkstra(graph, directed=True, indices=np.arange(n_nodes, n_nodes + n_b))     # (B, n_graph)
@@ -481,7 +508,8 @@ def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, g
     same = (comp_u[:, None] == comp_s[None, :]) & (comp_u[:, None] >= 0)
     V = lower.copy()
     state = np.zeros((n_u, n_s), dtype=np.int8)
-    dead = ~same & ~np.isfinite(via)            # other bank and no bridge reachable: no trip at all
+    # known banks that differ, and no portal reachable from both: no trip at all
+    dead = (comp_u[:, None] >= 0) & (comp_s[None, :] >= 0) & ~same & ~np.isfinite(via)
     V[dead] = np.inf
     state[dead] = 2
     G = np.full((n_u, n_s), np.nan)             # lattice columns, computed only for sites that need one
