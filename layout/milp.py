@@ -113,4 +113,12 @@ def solve_milp(
     else:
         gap = float("inf")
     optimal = status == "Optimal"
+    if warm_start is not None and x is not None:
+        # Guard: HiGHS has been seen to report "Optimal" with an objective that the returned x (still the warm start)
+        # does not attain.  Recompute c @ x; on a mismatch, solve again from scratch and trust that answer.
+        attained = float(c @ x) + float(offset)
+        if abs(attained - objective) > 1e-6 * max(1.0, abs(objective)):
+            return solve_milp(c, A, row_lower, row_upper, col_lower, col_upper, integrality, offset=offset,
+                              time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, warm_start=None, threads=threads,
+                              verbose=verbose)
     return MilpResult(x=x, objective=objective, bound=bound, gap=gap, status=status, seconds=seconds, optimal=optimal)
