@@ -606,6 +606,15 @@ class EnrollmentForecast:
         """Quantile ``level`` ``(..., S, H, G)`` around each point (ratio/model uncertainty only)."""
         return self.errors.apply(self.point, level)
 
+    def to_long_table(self, *, key_name: str = "unit_code", level: str | Sequence[str] = "", scenario: str = "",
+                      levels: Sequence[float] | None = None) -> pd.DataFrame:
+        """Long table of the point forecast (quantile ``"point"``) and the calibrated quantiles ``levels``
+        (default: all calibrated levels); for a ``point`` without a draw axis."""
+        levels = list(self.errors.levels) if levels is None else list(levels)
+        stack = np.stack([self.point] + [self.quantile(p) for p in levels])  # (Q, S, H, G)
+        return to_long_table(stack.transpose(0, 2, 1, 3), years=self.years, grades=self.grades, keys=self.keys,
+                             key_name=key_name, level=level, scenario=scenario, quantiles=["point"] + levels)
+
     def sample(self, n_draws: int | None = None, seed: int = 0) -> np.ndarray:
         """Draws ``(D, S, H, G)`` combining driver draws and calibrated model error.
 
@@ -801,34 +810,37 @@ def to_long_table(values: np.ndarray, *, years: Sequence[int], grades: Sequence,
                   quantiles: Sequence[float | str] | None = None, value_name: str = "pupils") -> pd.DataFrame:
     """Long table ``scenario, year, level, grade, <key_name>, quantile, pupils`` from an array.
 
-    ``values``: ``(K, Y, G)`` (one quantile, ``quantile`` column = ``quantiles[0]`` or ``"point"``) or
-    ``(Q, K, Y, G)`` with ``quantiles`` of length ``Q`` (e.g. 0.1, 0.5, 0.9 or ``"mean"``).  ``level`` is a
-    string or one per grade.  Pupils are persons (head counts).
+    ``values``: ``(Y, K, G)`` (one quantile: the ``quantile`` column is ``quantiles[0]`` or ``"point"``) or
+    ``(Q, Y, K, G)`` with ``quantiles`` of length ``Q`` (e.g. 0.1, 0.5, 0.9, or labels such as ``"mean"``);
+    ``K`` = units (``key_name="unit_code"``) or schools (``"school_id"``).  ``level`` is one string or one per
+    grade.  Pupils are persons (head counts).
     """
     values = np.asarray(values, dtype=float)
     if values.ndim == 3:
         values = values[None]
         quantiles = list(quantiles) if quantiles is not None else ["point"]
     quantiles = list(quantiles) if quantiles is not None else list(range(values.shape[0]))
-    n_q, n_k, n_y, n_g = values.shape
     problems = []
+    if values.ndim != 4:
+        raise ForecastError("cannot build the long table", [Problem("values", f"shape {values.shape}", "(Q, Y, K, G) or (Y, K, G)")])
+    n_q, n_y, n_k, n_g = values.shape
     for name, expect, got in (("quantiles", n_q, len(quantiles)), ("keys", n_k, len(keys)),
                               ("years", n_y, len(years)), ("grades", n_g, len(grades))):
         if expect != got:
             problems.append(Problem(name, f"length {got} does not match the array axis ({expect})",
-                                    "pass labels for every position of the (Q, K, Y, G) array"))
+                                    "pass labels for every position of the (Q, Y, K, G) array"))
     levels = [level] * n_g if isinstance(level, str) else list(level)
     if len(levels) != n_g:
         problems.append(Problem("level", f"{len(levels)} levels for {n_g} grades", "one level per grade or one string"))
     raise_if_problems(problems, "cannot build the long table", ForecastError)
-    qi, ki, yi, gi = np.meshgrid(np.arange(n_q), np.arange(n_k), np.arange(n_y), np.arange(n_g), indexing="ij")
-    grade_arr = np.asarray(list(grades), dtype=object)
+    qi, yi, ki, gi = (ix.ravel() for ix in np.meshgrid(np.arange(n_q), np.arange(n_y), np.arange(n_k), np.arange(n_g),
+                                                       indexing="ij"))
     return pd.DataFrame({
         "scenario": scenario,
-        "year": np.asarray(years)[yi.ravel()],
-        "level": np.asarray(levels, dtype=object)[gi.ravel()],
-        "grade": grade_arr[gi.ravel()],
-        key_name: np.asarray(list(keys), dtype=object)[ki.ravel()],
-        "quantile": np.asarray(quantiles, dtype=object)[qi.ravel()],
+        "year": np.asarray(years)[yi],
+        "level": np.asarray(levels, dtype=object)[gi],
+        "grade": np.asarray(list(grades), dtype=object)[gi],
+        key_name: np.asarray(list(keys), dtype=object)[ki],
+        "quantile": np.asarray(quantiles, dtype=object)[qi],
         value_name: values.ravel(),
     })
