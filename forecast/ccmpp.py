@@ -96,6 +96,34 @@ def _add_and_clip(counts: np.ndarray, added: np.ndarray):
     return index, shortfall
 
 
+def _survive_cohorts(start: np.ndarray, survival: np.ndarray, out: np.ndarray) -> None:
+    """``out[..., a] = start[..., a−1]·S[a]`` (0 < a < A−1), ``out[..., A−1] = (start[A−2] + start[A−1])·S[A−1]``.
+
+    ``out[..., 0]`` is left undefined (births go there).  For C-contiguous full-size
+    arrays the shift is done on the flattened trailing block (one long inner loop instead
+    of one per (unit, sex) row, several times faster on large batches); values that the
+    flat shift writes into age 0 are overwritten by the caller.
+    """
+    A = out.shape[-1]
+    full = out.shape
+    if start.shape == full and start.flags.c_contiguous and out.flags.c_contiguous and start.size:
+        varying = survival.ndim
+        while varying > 2 and survival.shape[survival.ndim - varying] == 1:
+            varying -= 1  # leading length-1 axes of survival do not vary
+        k = max(varying, 2)
+        while k < len(full) and int(np.prod(full[-k - 1:])) <= 1 << 18:
+            k += 1  # a block of up to 256k values keeps the materialised ratios in cache
+        block = full[len(full) - k:]
+        ratios = np.ascontiguousarray(np.broadcast_to(survival, block)).reshape(-1)
+        flat_in = start.reshape(-1, ratios.size)
+        flat_out = out.reshape(-1, ratios.size)
+        np.multiply(flat_in[:, :-1], ratios[1:], out=flat_out[:, 1:])
+        out[..., A - 1] += start[..., A - 1] * survival[..., A - 1]
+        return
+    np.multiply(start[..., :A - 2], survival[..., 1:A - 1], out=out[..., 1:A - 1])
+    np.multiply(start[..., A - 2] + start[..., A - 1], survival[..., A - 1], out=out[..., A - 1])
+
+
 def advance_one_step(population, survival, asfr, srb, net_migration=None, *, step_years: float = 1.0,
                      migration_timing: str = "even", components: bool = False, migration_scale=None,
                      overwrite_population: bool = False, dense_unmet: bool = True) -> StepResult:
@@ -155,18 +183,18 @@ def advance_one_step(population, survival, asfr, srb, net_migration=None, *, ste
 
     # survive every cohort one group up; the open group receives groups A-2 and A-1
     new = np.empty(full, dtype=dtype)
-    np.multiply(start[..., :A - 2], survival[..., 1:A - 1], out=new[..., 1:A - 1])
-    open_inflow = start[..., A - 2] + start[..., A - 1]
-    np.multiply(open_inflow, survival[..., A - 1], out=new[..., A - 1])
+    _survive_cohorts(start, survival, new)
 
-    survived_old = None
+    survived = None
     if m_end is not None:
+        new[..., 0] = -m_end[..., 0]  # age 0 is set after births: make the full-array add leave it at exactly 0
         if components:
-            survived_old = new[..., 1:].copy()
-        clipped = _add_and_clip(new[..., 1:], m_end[..., 1:])
+            survived = new.copy()
+        clipped = _add_and_clip(new, m_end)
         if clipped is not None:
-            index, persons = clipped
-            shortfalls.append((index[:-1] + (index[-1] + 1,), persons))
+            shortfalls.append(clipped)
+    elif components:
+        survived = new  # no end-of-step migrants: the survivors are the end population
 
     # births from the mean female exposure over the step (fertile ages only)
     nonzero = np.flatnonzero(np.any(asfr.reshape(-1, A) != 0, axis=0))
@@ -184,7 +212,8 @@ def advance_one_step(population, survival, asfr, srb, net_migration=None, *, ste
     births[..., FEMALE] = total_births / (dtype.type(1) + srb)
     births[..., MALE] = total_births - births[..., FEMALE]
     np.multiply(births, survival[..., 0], out=new[..., 0])
-    survived_births = new[..., 0].copy() if (components and m_end is not None) else None
+    if survived is not None and survived is not new:
+        survived[..., 0] = new[..., 0]
     if m_end is not None:
         clipped = _add_and_clip(new[..., 0], m_end[..., 0])
         if clipped is not None:
@@ -210,16 +239,10 @@ def advance_one_step(population, survival, asfr, srb, net_migration=None, *, ste
         by_mother = np.zeros(lead + (A,), dtype=dtype)
         if by_age is not None:
             by_mother[..., lo:hi] = by_age
-        survived = np.empty(full, dtype=dtype)
-        if m_end is None:
-            survived[...] = new
-        else:
-            survived[..., 1:] = survived_old
-            survived[..., 0] = survived_births
         inflow = np.empty(full, dtype=dtype)
         inflow[..., 0] = births
         inflow[..., 1:A - 1] = start[..., :A - 2]
-        inflow[..., A - 1] = open_inflow
+        inflow[..., A - 1] = start[..., A - 2] + start[..., A - 1]
         deaths = inflow - survived
         migrants = np.zeros(full, dtype=dtype) if mig is None else np.broadcast_to(mig, full).astype(dtype, copy=True)
         if unmet is not None:

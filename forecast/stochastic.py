@@ -202,8 +202,11 @@ def _record(current, k, lo, hi, kept, school, district, totals) -> None:
     contiguous = kept.size == kept[-1] - kept[0] + 1 and np.all(np.diff(kept) == 1)
     ages = current[..., kept[0]:kept[-1] + 1] if contiguous else current[..., kept]
     np.add(ages[..., FEMALE, :], ages[..., 1 - FEMALE, :], out=school[lo:hi, k])
-    district[lo:hi, k] = current.sum(axis=1)
-    totals[lo:hi, k] = current.reshape(current.shape[:2] + (-1,)).sum(axis=-1)
+    c, U, two, A = current.shape
+    rows = current.reshape(c, U, two * A)
+    # matrix-vector products (BLAS) are several times faster than strided numpy reductions here
+    district[lo:hi, k] = np.matmul(np.ones(U, dtype=current.dtype), rows).reshape(c, two, A)
+    totals[lo:hi, k] = np.matmul(rows, np.ones(two * A, dtype=current.dtype))
 
 
 __all__ = ["AR1", "DEFAULT_MIGRATION_AR1", "DEFAULT_TFR_AR1", "QUANTILES", "SEXES", "StochasticProjection",
