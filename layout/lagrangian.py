@@ -186,7 +186,7 @@ def open_greedy(sc: SortedCandidates, p: int, fixed_open: np.ndarray) -> np.ndar
         s, c = _window(sc, d1)
         mask = (c < d1[:, None]) & ~open_ext[s]
         rows = np.nonzero(mask)[0]
-        gain = np.bincount(s[mask], weights=d1[rows] - c[mask], minlength=m + 1)[:m]
+        gain = np.bincount(s[mask], weights=d1[rows] - c[mask], minlength=m + 1)[:m].astype(np.float64)
         gain[is_open] = -np.inf
         j = int(np.argmax(gain))
         is_open[j] = True
@@ -233,9 +233,9 @@ def improve_by_substitution(
         rows = np.nonzero(mask)[0]
         f = s[mask]
         cf = c[mask]
-        gain = np.bincount(f, weights=np.maximum(0.0, d1[rows] - cf), minlength=m)
+        gain = np.bincount(f, weights=np.maximum(0.0, d1[rows] - cf), minlength=m).astype(np.float64)
         has = phi1 >= 0
-        loss = np.bincount(phi1[has], weights=(d2 - d1)[has], minlength=m)
+        loss = np.bincount(phi1[has], weights=(d2 - d1)[has], minlength=m).astype(np.float64)
         r = phi1[rows]
         ok = r >= 0
         best_profit, best_f, best_r = -np.inf, -1, -1
@@ -293,7 +293,7 @@ def _evaluate_relaxation(sc: SortedCandidates, lam: np.ndarray, p_free: int, fix
     mask = (c < lam[:, None]) & (s < m)
     rows = np.nonzero(mask)[0]
     sm = s[mask]
-    rho = np.bincount(sm, weights=c[mask] - lam[rows], minlength=m)
+    rho = np.bincount(sm, weights=c[mask] - lam[rows], minlength=m).astype(np.float64)
     chosen = np.asarray(fixed_open, dtype=bool).copy()
     if p_free > 0:
         if p_free < free_idx.size:

@@ -468,12 +468,18 @@ def p_median(
     sites = keep_sites[sites_local]
     _, phi1 = evaluate_open_sites(sc, is_open)
     if np.any(phi1 < 0) or ub >= sc.big:
+        # every feasible solution costs < big / 2 (big = 2 Σ_i max_j c_ij + 1), so a bound above that proves it
+        proven_infeasible = bool(lower > (sc.big - 1.0) / 2.0)
+        why = ("the lower bound proved that no choice of {p} sites reaches every demand point through the allowed pairs"
+               if proven_infeasible else
+               "no choice of {p} sites reaching every demand point was found within the time limit "
+               "(not proved impossible)").format(p=p)
         raise InfeasibleError(
             f"p-median is infeasible: {p} sites cannot serve every demand point under the allowed pairs",
-            [Problem("cost", "the allowed (finite / stored) pairs leave some demand points without an open site "
-                     f"for every choice of {p} sites found", "allow more pairs or raise p",
+            [Problem("cost", why + "; the best choice found leaves these points without a site",
+                     "allow more pairs (finite / stored costs), raise p or time_limit_s",
                      format_rows(np.nonzero(phi1 < 0)[0]))],
-            diagnosis={"uncovered_points": np.nonzero(phi1 < 0)[0]},
+            diagnosis={"uncovered_points": np.nonzero(phi1 < 0)[0], "proven": proven_infeasible},
         )
     assignment = keep_sites[phi1]
     gap = _relative_gap(ub, lower)
