@@ -11,7 +11,8 @@ Rules (all parameters in :class:`CapacityParams`):
 * 大班额 = a class of 56–65 pupils, 超大班额 = 66 or more; counted by splitting a grade's pupils
   as evenly as possible over its classes (``r = P mod C`` classes of ``⌈P/C⌉``, the rest ``⌊P/C⌋``);
 * 大校额 = more pupils than ``max_pupils`` or more classes than ``max_classes`` for the school type;
-* seats = classrooms × the mean class-size cap of the grades the school serves; utilisation =
+* seats = classrooms × the mean class-size cap over the grades the school teaches
+  (grade_min..grade_max; a nine-year school: (6 × 45 + 3 × 50) / 9); utilisation =
   pupils / seats; seats short = max(0, pupils − seats), seats idle = max(0, seats − pupils);
   classrooms short = max(0, classes needed − classrooms).
 """
@@ -279,6 +280,15 @@ class CapacityReport:
         return frame
 
 
+def _seats_per_classroom(grade_min, grade_max, params: CapacityParams) -> np.ndarray:
+    """(n,) mean class-size cap over every grade a school teaches (grade_min..grade_max); 0 if none."""
+    all_grades = np.array(sorted(params.class_size_cap))
+    caps = np.array([params.class_size_cap[g] for g in all_grades], dtype=float)
+    serves = (np.asarray(grade_min)[:, None] <= all_grades) & (all_grades <= np.asarray(grade_max)[:, None])
+    n = serves.sum(axis=1)
+    return np.where(n > 0, (serves * caps).sum(axis=1) / np.maximum(n, 1), 0.0)
+
+
 def assess_capacity(pupils: np.ndarray, schools: SchoolArrays, years: Sequence[int], *,
                     current_classes: np.ndarray | None = None, boarding_pupils: np.ndarray | None = None,
                     params: CapacityParams | None = None) -> CapacityReport:
@@ -314,8 +324,7 @@ def assess_capacity(pupils: np.ndarray, schools: SchoolArrays, years: Sequence[i
         findings.append(Problem("pupils", f"{rows.size} school(s) have pupils in grades they do not teach "
                                 "(grade_min..grade_max)", "check the catchment eligibility or the grade range",
                                 format_rows(ids[rows].tolist())))
-    n_served = serves.sum(axis=1)
-    seats_per_room = np.where(n_served > 0, (serves * caps[None, :]).sum(axis=1) / np.maximum(n_served, 1), 0.0)
+    seats_per_room = _seats_per_classroom(schools.grade_min, schools.grade_max, params)
     seats = classrooms * seats_per_room
     with np.errstate(divide="ignore", invalid="ignore"):
         util = np.where(seats[:, None] > 0, pupils_total / seats[:, None], np.nan)

@@ -180,7 +180,7 @@ def _level_pupils(schools: pd.DataFrame, level_grades: Mapping[str, Sequence[int
 
 def assess_equity(schools: pd.DataFrame, *, indicators: Sequence[str] = EQUITY_INDICATORS,
                   targets: Mapping[str, float] = CV_TARGETS, include: np.ndarray | None = None) -> pd.DataFrame:
-    """CV of each indicator for primary and junior: long table level, indicator, schools, pupils, mean, cv,
+    """CV of each indicator for primary and junior: long table level, indicator, schools, pupils, weighted_mean, cv,
     target, meets_target.
 
     A school counts for a level with its pupils in that level's grades (pupils_g1..6 / g7..9) as weight;
@@ -202,7 +202,7 @@ def assess_equity(schools: pd.DataFrame, *, indicators: Sequence[str] = EQUITY_I
         mean = (w @ np.where(w[:, None] > 0, x, 0.0)) / tot if tot > 0 else np.full(x.shape[1], np.nan)
         for j, name in enumerate(indicators):
             rows.append({"level": lvl, "indicator": name, "schools": int((w > 0).sum()), "pupils": tot,
-                         "mean": mean[j], "cv": cv[j], "target": targets[lvl],
+                         "weighted_mean": mean[j], "cv": cv[j], "target": targets[lvl],
                          "meets_target": bool(cv[j] <= targets[lvl]) if np.isfinite(cv[j]) else False})
     return pd.DataFrame(rows)
 
