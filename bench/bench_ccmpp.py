@@ -152,11 +152,11 @@ def main() -> None:
 
     load = os.getloadavg()
     scale = 10 if args.quick else 1
-    main_run = in_subprocess(["--single", str(500), str(1000 // scale), "16"])
+    main_run = in_subprocess(["--single", str(500), str(1000 // scale), "8"])
     print("main", main_run, flush=True)
-    by_units = [in_subprocess(["--single", str(u), str(1000 // scale), "16"]) for u in (125, 250)] + [main_run]
-    by_draws = [in_subprocess(["--single", "500", str(n // scale), "16"]) for n in (250, 500)] + [main_run]
-    chunks = [in_subprocess(["--single", "500", str(1000 // scale), str(c)]) for c in (4, 64)]
+    by_units = [in_subprocess(["--single", str(u), str(1000 // scale), "8"]) for u in (125, 250)] + [main_run]
+    by_draws = [in_subprocess(["--single", "500", str(n // scale), "8"]) for n in (250, 500)] + [main_run]
+    chunks = [in_subprocess(["--single", "500", str(1000 // scale), str(c)]) for c in (2, 32)]
     compare = in_subprocess(["--compare", "40", str(25 // (5 if args.quick else 1))])
     print("compare", compare, flush=True)
     load_after = os.getloadavg()

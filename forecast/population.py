@@ -269,3 +269,58 @@ def project_inputs(inputs: ProjectionInputs, return_components: bool = False,
     """Deterministic projection of every unit: :func:`forecast.ccmpp.project` on ``inputs``."""
     return project(inputs.population, inputs.survival, inputs.asfr, inputs.srb, inputs.net_migration,
                    step_years=1, migration_timing=migration_timing, return_components=return_components)
+
+
+def build_housing_migration(housing_pipeline: pd.DataFrame, unit_codes: Sequence[str], fertility_years,
+                            persons_per_dwelling: float = 2.8, age_profile=None,
+                            source: str = "housing_pipeline.csv") -> np.ndarray:
+    """In-movers ``(T, U, 2, 101)`` from ``housing_pipeline.csv`` (site_id, unit_code, year, dwellings).
+
+    Dwellings delivered in calendar year ``y`` are occupied during the step that uses
+    year ``y``'s rates (``fertility_years`` of :class:`ProjectionInputs`, i.e. the step
+    from 1 Nov ``y−1`` to 1 Nov ``y``); movers = dwellings × ``persons_per_dwelling``
+    spread by ``age_profile`` (default :func:`forecast.migration.build_young_family_profile`).
+    Years outside the horizon are ignored.  Add the result to other net migration.
+    """
+    from forecast.migration import build_young_family_profile, calculate_housing_in_movers
+
+    problems: list[Problem] = []
+    if not _require_columns(housing_pipeline, ["unit_code", "year", "dwellings"], source, problems):
+        raise_if_problems(problems, f"cannot read {source}", ForecastError)
+    df = housing_pipeline.reset_index(drop=True)
+    unit_index = pd.Index([str(u) for u in unit_codes]).get_indexer(df["unit_code"].astype(str))
+    if np.any(unit_index < 0):
+        bad = df.index[unit_index < 0] + 2
+        problems.append(Problem(source, "unit codes not in the base population", "fix the unit_code values",
+                                rows=format_rows(bad.tolist())))
+    dwellings = pd.to_numeric(df["dwellings"], errors="coerce")
+    if dwellings.isna().any() or (dwellings < 0).any():
+        problems.append(Problem(source, "dwellings must be numbers >= 0", "fix those rows",
+                                rows=format_rows((df.index[dwellings.isna() | (dwellings < 0)] + 2).tolist())))
+    raise_if_problems(problems, f"cannot read {source}", ForecastError)
+    years = np.asarray(fertility_years)
+    step = pd.Index(years).get_indexer(df["year"])
+    grid = np.zeros((years.size, len(unit_codes)))
+    inside = step >= 0
+    np.add.at(grid, (step[inside], unit_index[inside]), dwellings.to_numpy(float)[inside])
+    profile = build_young_family_profile(N_AGES) if age_profile is None else age_profile
+    return calculate_housing_in_movers(grid, persons_per_dwelling, profile)
+
+
+def convert_draws_to_long(draws, unit_codes: Sequence[str], years, probs=None) -> dict[str, pd.DataFrame]:
+    """Quantile tables from a :class:`forecast.stochastic.StochasticProjection`.
+
+    Returns ``{"school_age": unit_code, year, sex ("both"), age, quantile, persons}`` for
+    the kept ages by unit, and ``{"district": unit_code ("district"), year, sex, age,
+    quantile, persons}`` for every sex × age of the whole district.
+    """
+    from forecast.stochastic import QUANTILES
+
+    probs = QUANTILES if probs is None else probs
+    school_q = draws.quantiles("school_age", probs)[:, :, :, None, :]  # (Q, T+1, U, 1, K)
+    district_q = draws.quantiles("district", probs)[:, :, None]  # (Q, T+1, 1, 2, A)
+    return {
+        "school_age": convert_array_to_long(school_q, unit_codes=unit_codes, years=years, quantiles=probs,
+                                            sexes=("both",), ages=draws.kept_ages),
+        "district": convert_array_to_long(district_q, unit_codes=["district"], years=years, quantiles=probs),
+    }

@@ -126,7 +126,7 @@ def draw_scales(n_draws: int, n_steps: int, seed: int, tfr_ar1: AR1 | None = DEF
 
 def project_draws(population, survival, asfr, srb, net_migration=None, *, n_draws: int, seed: int,
                   tfr_ar1: AR1 | None = DEFAULT_TFR_AR1, migration_ar1: AR1 | None = DEFAULT_MIGRATION_AR1,
-                  kept_ages=range(0, 18), chunk_draws: int = 16, dtype=np.float32, step_years: float = 1.0,
+                  kept_ages=range(0, 18), chunk_draws: int = 8, dtype=np.float32, step_years: float = 1.0,
                   migration_timing: str = "even") -> StochasticProjection:
     """Project ``n_draws`` stochastic draws of many units, keeping only what is needed.
 

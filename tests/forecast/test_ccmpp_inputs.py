@@ -306,3 +306,23 @@ def test_build_projection_inputs_timing_and_values():
         build_projection_inputs(base, mx, sched[sched.year < 2023], tfr, srb.iloc[:0], n_steps=4,
                                 base_date=date(2020, 11, 1))
     assert "asfr_schedule.csv" in str(err.value) and "srb.csv" in str(err.value)
+
+
+def test_housing_pipeline_table_and_draw_quantile_tables():
+    from forecast.population import build_housing_migration, convert_draws_to_long
+
+    housing = pd.DataFrame({"site_id": ["s1", "s2", "s3"], "unit_code": ["b", "a", "a"],
+                            "year": [2021, 2022, 2040], "dwellings": [100, 10, 999]})
+    movers = build_housing_migration(housing, ["a", "b"], [2021, 2022, 2023], persons_per_dwelling=3.0)
+    assert movers.shape == (3, 2, 2, 101)
+    np.testing.assert_allclose(movers.sum(axis=(-2, -1)), [[0, 300], [30, 0], [0, 0]])  # 2040 is outside
+    with pytest.raises(ForecastError, match="unit codes"):
+        build_housing_migration(housing.assign(unit_code=["zz", "a", "a"]), ["a", "b"], [2021])
+    pop, survival, asfr, srb, mig = small_projection_inputs(U=2, T=3)
+    sp = project_draws(pop, survival, asfr, srb, mig, n_draws=20, seed=3, kept_ages=range(0, 6))
+    tables = convert_draws_to_long(sp, ["a", "b"], [2020, 2021, 2022, 2023])
+    school, district = tables["school_age"], tables["district"]
+    assert len(school) == 5 * 4 * 2 * 6 and set(school["sex"]) == {"both"}
+    assert len(district) == 5 * 4 * 2 * 30 and set(district["unit_code"]) == {"district"}
+    base = school[(school.year == 2020) & (school["quantile"] == 0.5) & (school.unit_code == "a")]
+    np.testing.assert_allclose(base["persons"], pop[0, :, :6].sum(0), rtol=1e-6)
