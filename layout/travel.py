@@ -515,9 +515,11 @@ def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, g
     G = np.full((n_u, n_s), np.nan)             # lattice columns, computed only for sites that need one
     have_col = np.zeros(n_s, dtype=bool)
     rounds = tested = 0
-    while True:
-        todo = _select_pairs(V, groups, params.k_nearest, params.cutoff_m) & (state == 0)
-        tu, ts = np.nonzero(todo)
+    rows = np.arange(n_u)              # rows whose selection may contain untested pairs
+    while rows.size:
+        todo = _select_pairs(V[rows], groups, params.k_nearest, params.cutoff_m) & (state[rows] == 0)
+        tr, ts = np.nonzero(todo)
+        tu = rows[tr]
         if tu.size == 0:
             break
         rounds += 1
@@ -535,6 +537,7 @@ def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, g
                 G[:, need] = _graph_costs(graph, base_s + need, uidx, ulen, params.source_chunk).T
                 have_col[need] = True
             V[hu, hs] = np.minimum(V[hu, hs], G[hu, hs])
+        rows = np.unique(xu)           # only rows where a cost rose above its lower bound can re-select
     info.update(rounds=rounds, pairs_tested=int(tested), lattice_sources=int(have_col.sum()))
     return V, state, findings
 
