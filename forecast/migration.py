@@ -184,6 +184,44 @@ def build_destination_shares(origin, destination, weight, group=None) -> np.ndar
     return np.divide(base, total, out=np.zeros_like(base), where=total > 0)
 
 
+def calculate_rural_urban_migration(population, urban, rate, *, schedule=None, group=None,
+                                    weight=None) -> np.ndarray:
+    """Net migration by unit from rural → urban moves, ``(T, ..., U, 2, A)`` persons per step.
+
+    ``population`` ``(..., U, 2, A)`` (e.g. the base); ``urban`` (U,) bool; ``rate`` ``(T,)``
+    annual share of each rural unit's population that leaves for town; ``schedule`` (A,)
+    age propensity (default Rogers-Castro fundamental: young adults with their children);
+    destinations: urban units of the same ``group`` (township) when there are any, else
+    all urban units, in proportion to ``weight`` (default: their population).  Each rural
+    unit sends ``rate · persons`` split by ``population × schedule``; the result is
+    inflow − outflow, so it sums to zero over units (persons are conserved).  Rates are
+    applied to the population given (a documented approximation when it is the base);
+    the engine clips any emigration a shrinking unit cannot supply.
+    """
+    pop = np.asarray(population, dtype=float)
+    urban = np.asarray(urban, bool)
+    rate = np.atleast_1d(np.asarray(rate, dtype=float))
+    problems = []
+    if pop.ndim < 3 or pop.shape[-2] != 2 or urban.shape != pop.shape[-3:-2]:
+        problems.append(Problem("population/urban", f"shapes {pop.shape} and {urban.shape}",
+                                "population (..., U, 2, A) and urban (U,)"))
+    if rate.ndim != 1 or np.any((rate < 0) | (rate > 1)):
+        problems.append(Problem("rate", "must be a (T,) path of shares in [0, 1]", "e.g. 0.01 = 1 % a year"))
+    raise_if_problems(problems, "cannot build rural-urban migration", ForecastError)
+    A = pop.shape[-1]
+    propensity = calculate_age_schedule(RogersCastro(), A) if schedule is None else np.asarray(schedule, float)
+    weighted = pop * propensity
+    norm = weighted.sum(axis=(-2, -1), keepdims=True)
+    unit_total = pop.sum(axis=(-2, -1), keepdims=True)
+    per_rate = np.divide(weighted * unit_total, norm, out=np.zeros_like(weighted), where=norm > 0)
+    per_rate *= (~urban)[:, None, None]  # only rural units send
+    w = pop.sum(axis=(-2, -1)).reshape(-1, urban.size).sum(0) if weight is None else np.asarray(weight, float)
+    share = build_destination_shares(~urban, urban, w, group)
+    # flows per unit of rate, linear in the rate (no cap here: at real rates a cell cannot run dry)
+    net_per_rate = np.einsum("...osa,od->...dsa", per_rate, share) - per_rate
+    return rate.reshape((-1,) + (1,) * pop.ndim) * net_per_rate
+
+
 def calculate_housing_in_movers(dwellings, persons_per_dwelling, age_profile) -> np.ndarray:
     """In-movers by age and sex from the housing pipeline.
 

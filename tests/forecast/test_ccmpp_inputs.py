@@ -326,3 +326,19 @@ def test_housing_pipeline_table_and_draw_quantile_tables():
     assert len(district) == 5 * 4 * 2 * 30 and set(district["unit_code"]) == {"district"}
     base = school[(school.year == 2020) & (school["quantile"] == 0.5) & (school.unit_code == "a")]
     np.testing.assert_allclose(base["persons"], pop[0, :, :6].sum(0), rtol=1e-6)
+
+
+def test_rural_urban_migration_conserves_persons_and_moves_young_families():
+    from forecast.migration import calculate_rural_urban_migration
+
+    pop = np.full((4, 2, 101), 10.0)
+    urban = np.array([False, True, False, True])
+    net = calculate_rural_urban_migration(pop, urban, [0.01, 0.02], group=["t1", "t1", "t2", "t3"])
+    assert net.shape == (2, 4, 2, 101)
+    np.testing.assert_allclose(net.sum(axis=1), 0, atol=1e-12)  # conserved over units, by age and sex
+    np.testing.assert_allclose(net[0, [0, 2]].sum(axis=(-2, -1)), -0.01 * 2020)  # each rural unit sends 1 %
+    # t1's town gets all of t1's leavers; t2 has no town: its leavers split over both towns (equal weight)
+    np.testing.assert_allclose(net[1, 1].sum(), 0.02 * 2020 * 1.5)
+    np.testing.assert_allclose(net[1, 3].sum(), 0.02 * 2020 * 0.5)
+    leavers = -net[0, 0].sum(0)
+    assert np.argmax(leavers[15:]) + 15 in range(19, 26) and leavers[2] > leavers[60]
