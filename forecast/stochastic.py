@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-from forecast.ccmpp import FEMALE, SEXES, advance_one_step
+from forecast.ccmpp import FEMALE, advance_one_step
 from forecast.errors import ForecastError, Problem, raise_if_problems
 
 QUANTILES = (0.05, 0.10, 0.50, 0.90, 0.95)
@@ -154,6 +154,11 @@ def project_draws(population, survival, asfr, srb, net_migration=None, *, n_draw
         problems.append(Problem("n_draws/chunk_draws", f"{n_draws}/{chunk_draws}", "both must be >= 1"))
     if kept.size == 0 or kept.min() < 0 or kept.max() >= A:
         problems.append(Problem("kept_ages", f"{kept.tolist()[:5]}…", f"ages within 0..{A - 1}"))
+    for name, arr, unit_axis_ndim in (("survival", survival, 4), ("asfr", asfr, 3), ("srb", srb, 2),
+                                      ("net_migration", None if net_migration is None else np.asarray(net_migration), 4)):
+        if arr is not None and arr.ndim == unit_axis_ndim and arr.shape[1] != U:
+            problems.append(Problem(name, f"has {arr.shape[1]} units on axis 1, population has {U}",
+                                    "one slice per unit, in the population's unit order"))
     raise_if_problems(problems, "cannot project draws", ForecastError)
     # validate shapes and values once, on a single deterministic draw of one unit-slice
     from forecast.ccmpp import project as _validate_only
@@ -209,5 +214,5 @@ def _record(current, k, lo, hi, kept, school, district, totals) -> None:
     totals[lo:hi, k] = np.matmul(rows, np.ones(two * A, dtype=current.dtype))
 
 
-__all__ = ["AR1", "DEFAULT_MIGRATION_AR1", "DEFAULT_TFR_AR1", "QUANTILES", "SEXES", "StochasticProjection",
+__all__ = ["AR1", "DEFAULT_MIGRATION_AR1", "DEFAULT_TFR_AR1", "QUANTILES", "StochasticProjection",
            "calculate_quantiles", "draw_scales", "fit_ar1", "fit_tfr_ar1", "project_draws", "simulate_ar1"]

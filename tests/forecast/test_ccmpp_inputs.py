@@ -241,6 +241,8 @@ def test_project_draws_equals_deterministic_projection_per_draw():
         np.testing.assert_allclose(sp.unit_totals[d], ref.population.sum(axis=(-2, -1)), rtol=1e-12)
         np.testing.assert_allclose(sp.births[d], ref.births.sum(-1), rtol=1e-12)
         np.testing.assert_allclose(sp.unmet_emigration[d], ref.unmet_emigration.sum(axis=(1, 2, 3)), atol=1e-9)
+    with pytest.raises(ForecastError, match="net_migration"):
+        project_draws(pop, survival, asfr, srb, mig[:, :2], n_draws=3, seed=1)
     f32 = project_draws(pop, survival, asfr, srb, mig, n_draws=3, seed=1, kept_ages=range(0, 18))
     assert f32.school_age.dtype == np.float32
     np.testing.assert_allclose(f32.school_age, sp.school_age, rtol=1e-4, atol=1e-3)
