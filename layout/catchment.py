@@ -276,6 +276,12 @@ class Allocation:
     pupils_site: np.ndarray
     unallocated: np.ndarray
 
+    def to_frame(self, catchment: Catchment, years: Sequence[int]) -> pd.DataFrame:
+        """Long table school_id, grade, year, pupils (rows with pupils only)."""
+        s, g, y = np.nonzero(self.pupils_site)
+        return pd.DataFrame({"school_id": catchment.site_ids[s], "grade": catchment.grades[g],
+                             "year": np.asarray(years)[y], "pupils": self.pupils_site[s, g, y]})
+
 
 def allocate_pupils(catchment: Catchment, pupils_unit: np.ndarray) -> Allocation:
     """Pupils per school × grade × year = Σ_units share × pupils, from pupils_unit (n_u, n_g, n_y)."""

@@ -197,6 +197,10 @@ class TravelCosts:
         out[rows, d.indices] = d.data
         return out
 
+    def minutes(self, level: str, unit_urban: np.ndarray, params: "TravelParams | None" = None) -> sp.csr_matrix:
+        """Travel minutes of every kept pair for pupils of ``level`` (see :func:`compute_travel_minutes`)."""
+        return compute_travel_minutes(self.distance_m, unit_urban, level, params)
+
     def lookup(self, unit_index, site_index) -> np.ndarray:
         """Distances (metres) of the given (unit, site) index pairs; NaN where the pair was not kept."""
         u = np.asarray(unit_index, dtype=np.int64).ravel()
@@ -228,14 +232,25 @@ def _segments_of(lines: Sequence) -> np.ndarray:
     return shapely.linestrings(np.stack([a[keep], b[keep]], axis=1))
 
 
-def _crossing(tree: shapely.STRtree | None, a_xy: np.ndarray, b_xy: np.ndarray, chunk: int = 200_000) -> np.ndarray:
-    """(n,) bool: does the segment a_i–b_i intersect any barrier segment in ``tree``?"""
+def _crossing(tree: shapely.STRtree | None, a_xy: np.ndarray, b_xy: np.ndarray, chunk: int = 200_000,
+              trim_m: float = 0.0) -> np.ndarray:
+    """(n,) bool: does the segment a_i–b_i intersect any barrier segment in ``tree``?
+
+    ``trim_m`` > 0 shortens each segment by that much at both ends, so a trip that merely starts or
+    ends on a river line (a unit whose point lies on the river) is not counted as crossing it.
+    Lattice edges and access links are never trimmed (a node on a river must not join its banks).
+    """
     n = len(a_xy)
     out = np.zeros(n, dtype=bool)
     if tree is None or n == 0:
         return out
     for lo in range(0, n, chunk):
         a, b = a_xy[lo:lo + chunk], b_xy[lo:lo + chunk]
+        if trim_m > 0:
+            d = b - a
+            length = np.hypot(d[:, 0], d[:, 1])
+            f = np.where(length > 2 * trim_m, trim_m / np.maximum(length, 1e-300), 0.5)[:, None]
+            a, b = a + d * f, b - d * f
         geoms = np.empty(len(a), dtype=object)
         degenerate = (a == b).all(axis=1)
         if (~degenerate).any():
@@ -245,6 +260,9 @@ def _crossing(tree: shapely.STRtree | None, a_xy: np.ndarray, b_xy: np.ndarray, 
         hit = tree.query(geoms, predicate="intersects")[0]
         out[lo + hit] = True
     return out
+
+
+_TRIM_M = 0.01      # trips may start or end on a river line (see _crossing)
 
 
 @dataclass
@@ -453,7 +471,7 @@ def _point_component(idx: np.ndarray, length: np.ndarray, comp: np.ndarray) -> n
     return np.where(ok, comp[idx[np.arange(len(idx)), best]], -1)
 
 
-def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, groups, info):
+def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, groups, info, unit_ids, site_ids):
     """Exact-where-possible travel metres (n_u, n_s) on the barrier lattice; returns (V, state, findings).
 
     V holds final costs for every pair that can be kept; state: 1 straight trip clear of rivers,
@@ -478,12 +496,12 @@ def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, g
     bidx, blen = _connect(barrier.bridge_xy, node_xy, kd, params.connectors, max_link, barrier.gapped)
     ulen, slen, blen = ulen * det, slen * det, blen * det
     comp_u, comp_s = _point_component(uidx, ulen, comp), _point_component(sidx, slen, comp)
-    for name, c in (("units", comp_u), ("sites", comp_s)):
+    for name, c, ids in (("units", comp_u, unit_ids), ("sites", comp_s, site_ids)):
         if (c < 0).any():
             findings.append(Problem(name, f"{(c < 0).sum()} point(s) have no link to the travel lattice (on a river, "
                                     "in a pocket between rivers, or far outside the district); only straight trips "
                                     "and bridges serve them", "check their coordinates",
-                                    format_rows(np.flatnonzero(c < 0).tolist())))
+                                    format_rows(ids[c < 0].tolist())))
     # graph: lattice nodes, then bridge nodes, then site nodes (leaves); units are read via their links
     base_s = n_nodes + n_b
     rb, cb = np.nonzero(np.isfinite(blen))
@@ -524,7 +542,7 @@ def _lattice_costs(unit_xy, site_xy, poly, barrier_args, params: TravelParams, g
             break
         rounds += 1
         tested += tu.size
-        clear = ~_crossing(barrier.gapped, unit_xy[tu], site_xy[ts])
+        clear = ~_crossing(barrier.gapped, unit_xy[tu], site_xy[ts], trim_m=_TRIM_M)
         state[tu[clear], ts[clear]] = 1
         xu, xs = tu[~clear], ts[~clear]
         state[xu, xs] = 2
@@ -547,7 +565,7 @@ def _legs(xy: np.ndarray, barrier: _Barrier, graph_cost: np.ndarray, det: float)
     n, b = len(xy), len(barrier.bridge_xy)
     a = np.repeat(xy, b, axis=0)
     c = np.tile(barrier.bridge_xy, (n, 1))
-    clear = ~_crossing(barrier.gapped, a, c).reshape(n, b)
+    clear = ~_crossing(barrier.gapped, a, c, trim_m=_TRIM_M).reshape(n, b)
     straight = np.sqrt(((xy[:, None, :] - barrier.bridge_xy[None, :, :]) ** 2).sum(axis=2)) * det
     return np.where(clear, straight, graph_cost.T)
 
@@ -621,7 +639,8 @@ def compute_travel_costs(unit_xy: np.ndarray, site_xy: np.ndarray, *, rivers: Se
         findings += road_findings
         state = None
     else:
-        V, state, lattice_findings = _lattice_costs(unit_xy, site_xy, poly, barrier_args, params, groups, info)
+        V, state, lattice_findings = _lattice_costs(unit_xy, site_xy, poly, barrier_args, params, groups, info,
+                                                    unit_ids, site_ids)
         findings += lattice_findings
         barrier = None
     keep = _select_pairs(V, groups, params.k_nearest, params.cutoff_m)
@@ -630,7 +649,7 @@ def compute_travel_costs(unit_xy: np.ndarray, site_xy: np.ndarray, *, rivers: Se
     dist = sp.csr_matrix((V[ku, ks], ks, indptr), shape=(n_u, n_s))   # explicit zeros are kept
     straight_k = np.sqrt(((unit_xy[ku] - site_xy[ks]) ** 2).sum(axis=1))
     if state is None:
-        crosses_k = _crossing(barrier.gapped, unit_xy[ku], site_xy[ks])
+        crosses_k = _crossing(barrier.gapped, unit_xy[ku], site_xy[ks], trim_m=_TRIM_M)
     else:
         crosses_k = state[ku, ks] == 2
     for gname, cols in zip(names, groups):

@@ -98,6 +98,8 @@ def test_teaching_point_serves_only_its_grades_and_pupils_are_conserved():
     np.testing.assert_allclose(al.pupils_site[0, 1], 0.0)                           # no grade 4 at the point
     np.testing.assert_allclose(al.pupils_site[0, 0], P[0, 0] + P[2, 0])
     assert al.unallocated.sum() == 0
+    frame = al.to_frame(cat, [2025, 2026, 2027, 2028])
+    assert frame.pupils.sum() == pytest.approx(P.sum()) and set(frame.grade) <= {1, 4}
 
 
 def test_unreachable_unit_is_a_finding_and_its_pupils_stay_unallocated():

@@ -174,6 +174,8 @@ def test_minutes_by_level_and_urban():
     assert m[0, 0] == pytest.approx(1000 / (4000 / 60))             # urban primary walks at 4 km/h
     assert m[1, 0] == pytest.approx(3000 / (20000 / 60) + 10.0)      # rural primary by bus: 20 km/h + 10 min
     assert select_travel_modes("junior", urban, p) == ["walk", "bus"]
+    tc = compute_travel_costs(np.array([[0.0, 0.0]]), np.array([[0.0, 1000.0]]), params=TravelParams(k_nearest=1))
+    assert tc.minutes("junior", np.array([False])).toarray()[0, 0] == pytest.approx(1300 / (20000 / 60) + 10)
     assert select_travel_modes("kindergarten", urban, p) == ["walk", "escort"]
     with pytest.raises(LayoutError, match="mode_by_level"):
         compute_travel_minutes(d, urban, "university", p)
@@ -284,3 +286,12 @@ def test_fuling_travel_costs():
         assert tc.crosses_river.any()                            # the Yangtze splits the district
         # a crossing trip is never shorter than the straight line through the nearest bridge gap allows
         assert (d.data[tc.crosses_river] > tc.straight_m[tc.crosses_river] * 1.3).all()
+
+
+def test_unit_on_the_river_line_reaches_both_banks_straight():
+    units = np.array([[500.0, 0.0]])                 # exactly on the river
+    sites = np.array([[500.0, 400.0], [500.0, -300.0]])
+    tc = compute_travel_costs(units, sites, rivers=RIVER, bridge_xy=BRIDGE, district=DISTRICT, params=FINE,
+                              unit_ids=["on_river"])
+    assert tc.to_dense()[0].tolist() == pytest.approx([400 * DET, 300 * DET])
+    assert any("no link to the travel lattice" in f.message and "on_river" in f.rows for f in tc.findings)
