@@ -1,0 +1,280 @@
+"""Consolidation model: small cases whose optimum is obvious by hand, invariants, diagnosis."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layout.consolidation import (
+    ConsolidationCosts,
+    ConsolidationRules,
+    ConsolidationSites,
+    build_demand_array,
+    build_sites_from_frames,
+    derive_cannot_close,
+    diagnose,
+    prepare_consolidation,
+    solve_consolidation,
+    tradeoff_curve,
+)
+from layout.errors import LayoutError
+
+# rules with wide limits: no boarding, no unserved, unless a test narrows them
+WIDE = ConsolidationRules(travel_limit_m=np.array([[1e6, 1e6], [1e6, 1e6]]))
+
+
+def line_distances(unit_km, site_km):
+    return np.abs(np.asarray(unit_km, float)[:, None] - np.asarray(site_km, float)[None, :]) * 1000.0
+
+
+def primary_sites(n, classrooms=20, **kw):
+    return ConsolidationSites(hosts=np.tile([True, False], (n, 1)), existing=np.ones(n, bool),
+                              classrooms=np.full(n, float(classrooms)), **kw)
+
+
+def test_line_instance_closes_the_middle_school_and_reports_travel_and_receiving_school():
+    # units at 0, 1, 10, 11 km; schools at 0.5, 5, 10.5 km; target 2 → keep the two ends
+    demand = np.array([[30, 0], [30, 0], [40, 0], [40, 0]], float)
+    dist = line_distances([0, 1, 10, 11], [0.5, 5, 10.5])
+    before = np.array([[1, -1], [1, -1], [1, -1], [1, -1]])  # everyone attends the middle school now
+    p = prepare_consolidation(demand, dist, np.zeros(4, bool), primary_sites(3), rules=WIDE, before_site=before)
+    r = solve_consolidation(p, 2)
+    assert r.open.tolist() == [True, False, True]
+    assert r.decision.tolist() == ["keep", "close", "keep"]
+    assert r.assigned_site[:, 0].tolist() == [0, 0, 2, 2]
+    assert np.allclose(r.travel_m[:, 0], 500.0)
+    assert r.costs["travel_pupil_km_primary"] == pytest.approx(140 * 0.5)
+    assert r.costs["travel_cost_cny_per_year"] == pytest.approx(140 * 0.5 * 380.0)
+    assert r.costs["running_cost_cny_per_year"] == pytest.approx(2 * 1.5e6)
+    assert r.objective == pytest.approx(r.costs["total_cost_cny_per_year"], rel=1e-6)
+    # the closed middle school's pupils go mostly (80 of 140) to the school at 10.5 km
+    assert r.receiving_site[1] == 2 and r.receiving_share[1] == pytest.approx(80 / 140)
+    assert r.pupils_before[:, 0].tolist() == [0, 140, 0]
+    assert r.pupils_after[:, 0].tolist() == [60, 0, 80]
+    assert r.gap <= 1e-3 and not r.slack_used
+    table = r.site_table(["A", "B", "C"])
+    assert table.loc[1, "receiving_school_id"] == "C"
+    tt = r.travel_table()
+    row = tt[(tt.level == "primary") & (tt.area == "rural")].iloc[0]
+    assert row.mean_m_after == pytest.approx(500.0)
+    assert row.mean_m_before == pytest.approx((30 * 5000 + 30 * 4000 + 40 * 5000 + 40 * 6000) / 140)
+    _, msg = diagnose(r)
+    assert "met" in msg
+
+
+def test_count_forces_closing_to_the_median_site():
+    demand = np.array([[30, 0], [30, 0], [40, 0], [40, 0]], float)
+    dist = line_distances([0, 1, 10, 11], [0.5, 5, 10.5])
+    p = prepare_consolidation(demand, dist, np.zeros(4, bool), primary_sites(3), rules=WIDE)
+    r = solve_consolidation(p, 1)
+    # one school: the middle one costs 30*5+30*4+40*5+40*6 = 710 pupil-km; the east end 30*10.5+30*9.5+40*.5*2=640
+    assert r.open.tolist() == [False, False, True]
+    assert r.costs["travel_pupil_km_primary"] == pytest.approx(640.0)
+    # rule "le" with a running cost per school: still only one is kept when travel is cheap
+    r_le = solve_consolidation(p, 3, rule="le")
+    assert r_le.n_open_counted <= 3
+
+
+def test_expansion_is_chosen_over_a_new_school_when_cheaper_and_vice_versa():
+    # one unit, 120 primary pupils → 3 classes of <= 45; existing school has 2 classrooms
+    demand = np.array([[120.0, 0.0]])
+    dist = np.array([[500.0, 600.0]])
+    sites = ConsolidationSites(hosts=np.array([[True, False], [True, False]]), existing=np.array([True, False]),
+                               classrooms=np.array([2.0, 6.0]), max_expand=np.array([3.0, 0.0]),
+                               capital_cost_cny=np.array([0.0, 5e7]))
+    p = prepare_consolidation(demand, dist, np.array([True]), sites, rules=WIDE)
+    r = solve_consolidation(p, 1, rule="eq")
+    assert r.decision.tolist() == ["expand", "not_opened"]
+    assert r.classrooms_added.tolist() == [1.0, 0.0]
+    assert r.classes_after[0, 0] == 3
+    assert r.costs["classroom_capital_cny"] == pytest.approx(1.5e6)
+    # now a classroom costs more than the new school: open the candidate, close the old school
+    expensive = ConsolidationCosts(classroom_cost_cny=1e9)
+    p2 = prepare_consolidation(demand, dist, np.array([True]), sites, rules=WIDE, costs=expensive)
+    r2 = solve_consolidation(p2, 1)
+    assert r2.decision.tolist() == ["close", "open"]
+    assert r2.costs["new_school_capital_cny"] == pytest.approx(5e7)
+    assert r2.receiving_site[0] == 1
+
+
+def test_boarding_beyond_the_limit_for_rural_pupils_only_and_unserved_urban_pupils_are_located():
+    rules = ConsolidationRules(travel_limit_m=np.array([[2000.0, 5000.0], [3000.0, 10000.0]]))
+    # unit 0 rural at 8 km (primary limit 5 km → boards); unit 1 urban at 8 km (limit 2 km → cannot go)
+    demand = np.array([[40.0, 0.0], [25.0, 0.0], [10.0, 0.0]])
+    dist = np.array([[8000.0], [8000.0], [1000.0]])
+    sites = ConsolidationSites(hosts=np.array([[True, False]]), existing=np.array([True]),
+                               classrooms=np.array([10.0]), boarding_beds=np.array([15.0]))
+    p = prepare_consolidation(demand, dist, np.array([False, True, True]), sites, rules=rules)
+    r = solve_consolidation(p, 1)
+    assert r.boarding_pupils[0] == pytest.approx(40.0)
+    assert r.beds_added[0] == 25.0                      # 40 boarders − 15 beds
+    assert r.costs["boarding_capital_cny"] == pytest.approx(25 * 5e4)
+    assert r.boarding_pupils_unit[:, 0].tolist() == [40.0, 0.0, 0.0]
+    assert r.unserved_pupils[:, 0].tolist() == [0.0, 25.0, 0.0]
+    df, msg = diagnose(r, unit_codes=["r1", "u1", "u2"], unit_township=["T1", "T2", "T2"])
+    assert df["kind"].tolist() == ["unserved_pupils"]
+    row = df.iloc[0]
+    assert (row.unit_code, row.township_code, row.quantity, row.classrooms_needed) == ("u1", "T2", 25.0, 1)
+    assert row.reason == "no_site_within_rules" and row.schools_needed == 1
+    assert "T2: 25 pupils" in msg
+
+
+def test_missing_boarding_beds_are_slack_when_additions_are_capped():
+    rules = ConsolidationRules(travel_limit_m=np.array([[2000.0, 5000.0], [3000.0, 10000.0]]))
+    sites = ConsolidationSites(hosts=np.array([[True, False]]), existing=np.array([True]),
+                               classrooms=np.array([10.0]), boarding_beds=np.array([10.0]),
+                               max_beds_added=np.array([20.0]))
+    p = prepare_consolidation(np.array([[50.0, 0.0]]), np.array([[9000.0]]), np.array([False]), sites, rules=rules)
+    r = solve_consolidation(p, 1)
+    assert r.beds_added[0] == 20 and r.missing_beds[0] == 20
+    df, _ = diagnose(r, site_ids=["S1"])
+    assert df.query("kind == 'missing_boarding_beds'")["quantity"].tolist() == [20.0]
+
+
+def test_must_keep_is_respected_even_when_it_costs_travel():
+    demand = np.array([[30, 0], [30, 0], [40, 0], [40, 0]], float)
+    dist = line_distances([0, 1, 10, 11], [0.5, 5, 10.5])
+    sites = primary_sites(3, must_keep=np.array([True, False, False]))
+    p = prepare_consolidation(demand, dist, np.zeros(4, bool), sites, rules=WIDE)
+    r = solve_consolidation(p, 1)
+    assert r.open.tolist() == [True, False, False]
+    assert not r.slack_used
+
+
+def test_impossible_count_reports_the_schools_over_target():
+    # two river sides each with demand and one school; target 1 cannot hold
+    demand = np.array([[50.0, 0.0], [50.0, 0.0]])
+    dist = np.array([[500.0, 900.0], [900.0, 500.0]])
+    flags = derive_cannot_close(site_component=["N", "S"], unit_component=["N", "S"], demand=demand,
+                                hosts=np.array([[True, False], [True, False]]))
+    assert flags.tolist() == [True, True]
+    p = prepare_consolidation(demand, dist, np.zeros(2, bool), primary_sites(2, cannot_close=flags), rules=WIDE)
+    r = solve_consolidation(p, 1)
+    assert r.open.all() and r.schools_over == pytest.approx(1.0)
+    df, msg = diagnose(r)
+    assert df["kind"].tolist() == ["schools_over_target"] and df["quantity"].tolist() == [1]
+    assert "1 more school" in msg
+    # the same through component rows in the model (at least one school per side)
+    p2 = prepare_consolidation(demand, dist, np.zeros(2, bool), primary_sites(2), rules=WIDE,
+                               unit_component=["N", "S"], site_component=["N", "S"])
+    r2 = solve_consolidation(p2, 1)
+    assert r2.open.all() and r2.schools_over == pytest.approx(1.0)
+
+
+def test_impossible_capacity_reports_classrooms_missing_where():
+    # 200 pupils need ceil(200/45) = 5 classes; each school has 2 classrooms and cannot expand
+    demand = np.array([[200.0, 0.0]])
+    dist = np.array([[400.0, 700.0]])
+    p = prepare_consolidation(demand, dist, np.array([True]), primary_sites(2, classrooms=2), rules=WIDE)
+    r = solve_consolidation(p, 1)
+    assert r.unserved_pupils.sum() == 0
+    assert r.extra_classrooms.sum() == 3
+    s = int(np.flatnonzero(r.extra_classrooms)[0])
+    df, msg = diagnose(r, site_ids=["near", "far"], site_township=["T9", "T9"])
+    row = df.query("kind == 'extra_classrooms'").iloc[0]
+    assert row.quantity == 3 and row.school_id == ["near", "far"][s] and row.township_code == "T9"
+    assert "3 classroom(s) beyond the expansion limits" in msg
+    # a school-size cap of 100 pupils: classrooms cannot help, a second school is needed (count overrun)
+    capped = primary_sites(2, classrooms=10, max_pupils=np.array([100.0, 100.0]))
+    p3 = prepare_consolidation(demand, dist, np.array([True]), capped, rules=WIDE)
+    r3 = solve_consolidation(p3, 1)
+    assert r3.schools_over == pytest.approx(1.0) and r3.unserved_pupils.sum() == 0
+    assert r3.pupils_after[:, 0].tolist() == [100.0, 100.0]
+
+
+def test_nine_year_classes_are_integer_per_level_sharing_classrooms():
+    # 50 primary (2 classes) + 60 junior (2 classes) need 4 classrooms, not ceil(50/45 + 60/50) = 3
+    sites = ConsolidationSites(hosts=np.array([[True, True]]), existing=np.array([True]),
+                               classrooms=np.array([3.0]), max_expand=np.array([5.0]))
+    p = prepare_consolidation(np.array([[50.0, 60.0]]), np.array([[300.0]]), np.array([True]), sites, rules=WIDE)
+    r = solve_consolidation(p, 1)
+    assert r.classrooms_added[0] == 1 and r.classes_after[0].tolist() == [2, 2]
+    r_cont = solve_consolidation(p, 1, integer_classes=False)
+    assert r_cont.classrooms_added[0] == 0
+
+
+def test_single_assignment_sends_each_unit_level_to_one_school_and_conservation_holds():
+    rng = np.random.default_rng(3)
+    n_u, n_s = 25, 8
+    P = rng.uniform(0, 10000, (n_u, 2))
+    Q = rng.uniform(0, 10000, (n_s, 2))
+    dist = np.hypot(P[:, None, 0] - Q[None, :, 0], P[:, None, 1] - Q[None, :, 1])
+    demand = np.column_stack([rng.integers(10, 80, n_u), rng.integers(5, 50, n_u)]).astype(float)
+    hosts = np.column_stack([np.ones(n_s, bool), rng.random(n_s) < 0.5])
+    sites = ConsolidationSites(hosts=hosts, existing=np.ones(n_s, bool), classrooms=rng.integers(6, 20, n_s),
+                               max_expand=np.full(n_s, 4), boarding_beds=np.full(n_s, 50.0))
+    urban = rng.random(n_u) < 0.5
+    p = prepare_consolidation(demand, dist, urban, sites, k_nearest=5)
+    for single in (False, True):
+        r = solve_consolidation(p, 5, single_assignment=single, time_limit_s=20)
+        served = r.pupils_after.sum(axis=0) + r.unserved_pupils.sum(axis=0)
+        assert np.allclose(served, demand.sum(axis=0))
+        assert np.all(r.pupils_after[~r.open] == 0)
+        cap = np.array([45.0, 50.0])
+        assert np.all(np.ceil(r.pupils_after / cap - 1e-6).sum(axis=1)
+                      <= p.sites.classrooms * r.open + r.classrooms_added + r.extra_classrooms + 1e-9)
+        assert np.all(r.pupils_after.sum(axis=1) <= 2000 + 1e-6)
+        if single:
+            per = r.flows.groupby(["unit", "level"]).size()
+            assert per.max() == 1
+        # urban pupils never travel beyond the urban limit
+        lim = p.rules.travel_limit_m
+        f = r.flows
+        fu = f[urban[f.unit.to_numpy()]]
+        assert np.all(fu.distance_m.to_numpy() <= lim[fu.level.to_numpy(), 0] + 1e-9)
+
+
+def test_tradeoff_curve_travel_falls_as_the_count_rises():
+    demand = np.array([[30, 0], [30, 0], [40, 0], [40, 0], [20, 0]], float)
+    dist = line_distances([0, 1, 10, 11, 5], [0.5, 5, 10.5, 1.2])
+    p = prepare_consolidation(demand, dist, np.zeros(5, bool), primary_sites(4), rules=WIDE)
+    table, results = tradeoff_curve(p, [1, 2, 3, 4])
+    assert table["target"].tolist() == [1, 2, 3, 4]
+    assert table["schools_open"].tolist() == [1, 2, 3, 4]
+    pkm = table["travel_pupil_km_primary"].to_numpy()
+    assert np.all(np.diff(pkm) <= 1e-9)
+    assert pkm[-1] == pytest.approx(30 * 0.5 + 30 * 0.2 + 40 * 0.5 * 2)
+    assert set(results) == {1, 2, 3, 4}
+    assert {"mean_m_primary", "p90_m_primary", "unserved_pupils", "gap"} <= set(table.columns)
+
+
+def test_invalid_inputs_are_all_reported_at_once():
+    sites = ConsolidationSites(hosts=np.array([[False, False], [True, False]]), existing=np.array([True, False]),
+                               classrooms=np.array([-1.0, 5.0]), must_keep=np.array([False, True]))
+    with pytest.raises(LayoutError) as e:
+        prepare_consolidation(np.array([[10.0, -1.0]]), np.array([[1.0, np.nan]]), np.array([True]), sites)
+    text = str(e.value)
+    for what in ("demand", "distance_m", "sites.hosts", "sites.classrooms", "sites.must_keep"):
+        assert what in text
+    p = prepare_consolidation(np.array([[10.0, 0.0]]), np.array([[100.0]]), np.array([True]), primary_sites(1))
+    with pytest.raises(LayoutError, match="rule"):
+        solve_consolidation(p, 1, rule="ge")
+
+
+def test_frame_adapters_build_sites_and_demand():
+    schools = pd.DataFrame({
+        "school_id": ["p1", "n1", "c1", "k1", "t1"],
+        "level": ["primary", "nine_year", "complete_secondary", "kindergarten", "teaching_point"],
+        "grade_min": [1, 1, 7, -3, 1], "grade_max": [6, 9, 12, -1, 3],
+        "public": [True, True, True, True, True],
+        "classrooms": [12, 30, 40, 9, 2], "boarding_beds": [0, 100, 300, 0, 0],
+        "urban": [True, False, True, True, False], "must_keep": [False, True, False, False, False],
+        "township_code": ["a", "b", "a", "a", "b"],
+        "classes_g7": [0, 3, 4, 0, 0], "classes_g10": [0, 0, 10, 0, 0], "classes_g11": [0, 0, 9, 0, 0],
+    })
+    cands = pd.DataFrame({"site_id": ["s1", "k2"], "kind": ["school", "kindergarten_complex"],
+                          "township_code": ["a", "a"], "urban": [True, True], "capacity_classes": [36, 6]})
+    sites, info = build_sites_from_frames(schools, cands, teaching_points_count=False)
+    assert info["school_id"].tolist() == ["p1", "n1", "c1", "t1", "s1"]
+    assert sites.hosts.tolist() == [[True, False], [True, True], [False, True], [True, False], [True, True]]
+    assert sites.classrooms.tolist() == [12, 30, 21, 2, 36]          # c1: 40 − 19 senior classes
+    assert sites.cannot_close.tolist() == [False, False, True, False, False]
+    assert sites.must_keep.tolist() == [False, True, False, False, False]
+    assert sites.counts_toward_target.tolist() == [True, True, True, False, True]
+    assert sites.existing.tolist() == [True, True, True, True, False]
+    assert sites.max_expand.tolist() == [12, 6, 12, 6, 0]
+    d = build_demand_array(pd.DataFrame({"unit_code": ["u2", "u1", "u2"], "level": ["primary", "junior", "junior"],
+                                         "pupils": [5, 7, 9]}), ["u1", "u2"])
+    assert d.tolist() == [[0, 7], [5, 9]]
+    with pytest.raises(LayoutError, match="demand"):
+        build_demand_array(pd.DataFrame({"unit_code": ["zz"], "level": ["senior"], "pupils": [1]}), ["u1"])
