@@ -28,13 +28,21 @@ signed bias (mean percent error, forecast − actual), and the share of actuals 
 **Calibrated intervals.**  Log errors ``log(actual / forecast)`` of the backtest forecasts are pooled across
 series and grades by horizon and by *cohort class* — ``"new"`` cohorts (grade index ``g < h``: not yet enrolled
 at the origin, so they carry the entry-ratio error) and ``"enrolled"`` cohorts (``g ≥ h``).  The interval of a
-forecast is ``forecast × exp(q)`` with ``q`` the split-conformal quantiles of that pool (the
-``⌈(n + 1)p⌉``-th order statistic, which widens a finite pool).  The errors of one origin share that year's
-shock, so the finite-sample widening uses the pool's *effective* size (Kish design effect from the
-intraclass correlation within origins) rather than its cell count.  A pool with fewer than ``min_pool`` errors
-or ``min_blocks`` origins borrows the errors of the longest well-filled horizon of its class scaled by
-``h / h_ref`` (a carried-forward ratio's error persists, so errors grow about linearly).  Inside a backtest the
-calibration at an origin only uses the forecasts of earlier origins whose targets are observed by then.
+forecast is ``forecast × exp(q)`` with ``q`` quantiles of that pool.  The errors of one origin share the shocks
+of their target years (a policy change, a pandemic year), so a pool of thousands of cells holds only as many
+independent shocks as origins.  Two ways to take that into account:
+
+* ``"block"`` (default, :func:`compute_block_quantiles`): error = shock + residual; the shock of a new year is
+  predicted from the origins' mean errors with a Student-t (few origins → wide), the residual drawn from the
+  pooled within-origin residuals;
+* ``"conformal"`` (:func:`compute_conformal_quantile`): split-conformal order statistics of the pool, the
+  finite-sample widening computed with the pool's *effective* size (Kish design effect from the intraclass
+  correlation within origins, :func:`compute_effective_size`) rather than its cell count.
+
+A pool with fewer than ``min_pool`` errors or ``min_blocks`` origins borrows the errors of the longest
+well-filled horizon of its class scaled by ``(h / h_ref)^k`` (``k`` fitted from the well-filled horizons,
+1 — persistent ratio errors — when there are too few).  Inside a backtest the calibration at an origin only
+uses the forecasts of earlier origins whose targets are observed by then.
 For contrast :func:`run_backtest` also builds a *plain bootstrap* interval (resampling the last ratios of each
 series and averaging — the uncertainty of the smoothed ratio only), which under-covers.
 
@@ -61,6 +69,7 @@ METHODS: tuple[str, ...] = ("mean1", "mean3", "mean5", "ses", "ets")
 ETS_MIN_OBS = 5
 SES_ALPHA_GRID = np.linspace(0.1, 1.0, 10)
 COHORT_CLASSES = ("new", "enrolled")
+INTERVAL_METHOD = "block"
 DEFAULT_QUANTILES = QUANTILES
 _MEAN_RE = re.compile(r"^mean(\d+)$")
 
@@ -265,6 +274,35 @@ def compute_conformal_quantile(errors: np.ndarray, p: float, n_eff: float | None
     return float(e[min(max(k, 1), n) - 1])
 
 
+def compute_block_quantiles(errors: np.ndarray, blocks: np.ndarray, levels: Sequence[float],
+                            n_grid: int = 99, n_resid: int = 200) -> np.ndarray:
+    """Predictive quantiles of a new error = common shock + idiosyncratic residual.
+
+    The errors of one block (one origin: every series and grade forecast from it shares the shocks of its
+    target years) are split into the block mean ``μ_b`` and residuals ``e − μ_b``.  The shock of a new block
+    is predicted from the ``k`` block means as ``mean(μ) + s_μ·sqrt(1 + 1/k)·t_{k−1}`` (Student t: few blocks,
+    wide intervals), the residual is drawn from the pooled residuals; the quantiles of the sum are read off the
+    convolution of ``n_grid`` t quantiles with ``n_resid`` residual quantiles.  With fewer than two blocks:
+    :func:`compute_conformal_quantile` of the pool.  Returns ``(len(levels),)``.
+    """
+    from scipy import stats
+
+    errors = np.asarray(errors, dtype=float)
+    levels = np.asarray(levels, dtype=float)
+    if errors.size == 0:
+        return np.full(levels.size, np.nan)
+    labels, inv, counts = np.unique(np.asarray(blocks), return_inverse=True, return_counts=True)
+    k = labels.size
+    if k < 2:
+        return np.array([compute_conformal_quantile(errors, p) for p in levels])
+    means = np.bincount(inv, weights=errors) / counts
+    resid = errors - means[inv]
+    grid = (np.arange(n_grid) + 0.5) / n_grid
+    shock = means.mean() + np.std(means, ddof=1) * math.sqrt(1 + 1 / k) * stats.t.ppf(grid, df=k - 1)
+    resid_q = np.quantile(resid, (np.arange(n_resid) + 0.5) / n_resid)
+    return np.quantile((shock[:, None] + resid_q[None, :]).ravel(), levels)
+
+
 @dataclass(frozen=True)
 class ErrorModel:
     """Calibrated log-error quantiles by horizon and cohort class.
@@ -273,7 +311,8 @@ class ErrorModel:
     ``log(actual / forecast)`` for horizon ``h + 1`` and class ``c`` (0 = new, 1 = enrolled; NaN where no
     errors could be borrowed); ``pool_size``: ``(H, 2)`` errors behind each cell; ``effective_size``:
     ``(H, 2)`` their effective number (:func:`compute_effective_size`); ``borrowed_from``: ``(H, 2)`` the
-    horizon (1-based) whose errors were used (scaled by ``h / h_ref``), 0 where none.
+    horizon (1-based) whose errors were used (scaled by ``(h / h_ref)^growth``), 0 where none;
+    ``growth``: ``(2,)`` the exponent used per class.
     """
 
     levels: np.ndarray
@@ -281,6 +320,7 @@ class ErrorModel:
     pool_size: np.ndarray
     effective_size: np.ndarray
     borrowed_from: np.ndarray
+    growth: np.ndarray = field(default_factory=lambda: np.ones(2))
 
     def log_quantile(self, level: float, horizon: int, n_grades: int) -> np.ndarray:
         """Log-error quantile ``(H, G)`` at a calibrated ``level``."""
@@ -300,16 +340,32 @@ class ErrorModel:
         return point * np.exp(self.log_quantile(level, horizon, n_grades))
 
 
+def _estimate_growth(pools: dict, full: list[int], cls: int, default: float = 1.0) -> float:
+    """Exponent ``k`` of the error growth ``spread(h) ∝ h^k`` of one class, fitted (log–log least squares
+    of the mean absolute error) over its well-filled horizons ``full``; ``default`` with fewer than two;
+    clipped to [0.5, 1.5]."""
+    if len(full) < 2:
+        return default
+    x = np.log(np.array(full, dtype=float) + 1)
+    y = np.log([np.mean(np.abs(pools[(h, cls)])) for h in full])
+    if not np.isfinite(y).all():
+        return default
+    slope = np.polyfit(x, y, 1)[0]
+    return float(np.clip(slope, 0.5, 1.5))
+
+
 def calibrate_errors(log_errors: np.ndarray, cohort_class: np.ndarray, horizon_index: np.ndarray, horizon: int,
                      levels: Sequence[float], *, min_pool: int = 20, min_blocks: int = 3,
-                     blocks: np.ndarray | None = None) -> ErrorModel:
+                     blocks: np.ndarray | None = None, growth_exponent: float | None = None,
+                     method: str = INTERVAL_METHOD) -> ErrorModel:
     """Build an :class:`ErrorModel` from pooled backtest log errors ``log(actual / forecast)``.
 
     ``log_errors``, ``cohort_class`` (0/1), ``horizon_index`` (0-based) and ``blocks`` (e.g. the origin of each
     error: the errors of one origin share that year's shock) are flat arrays of equal length.  A
     (horizon, class) pool with fewer than ``min_pool`` errors or ``min_blocks`` blocks borrows the errors of the
     longest horizon below it of the same class that has enough (or else the largest pool of that class), scaled
-    by ``h / h_ref`` (errors of carried-forward ratios persist, so they grow about linearly with the horizon).  Quantiles at ``levels`` are split-conformal, widened with the effective pool size
+    by ``(h / h_ref)^k``: ``k = growth_exponent``, or estimated from the well-filled horizons
+    (:func:`_estimate_growth`: ½ for independent yearly ratio errors, 1 for persistent ones).  Quantiles at ``levels`` are split-conformal, widened with the effective pool size
     (:func:`compute_conformal_quantile`, :func:`compute_effective_size`).
     """
     levels = np.asarray(levels, dtype=float)
@@ -324,9 +380,11 @@ def calibrate_errors(log_errors: np.ndarray, cohort_class: np.ndarray, horizon_i
     sel = {(h, c): (horizon_index == h) & (cohort_class == c) for h in range(horizon) for c in (0, 1)}
     pools = {k: log_errors[v] for k, v in sel.items()}
     enough = {k: v.sum() >= min_pool and np.unique(blocks[v]).size >= min_blocks for k, v in sel.items()}
+    growth = np.full(2, np.nan)
     for c in (0, 1):
         full = [hh for hh in range(horizon) if enough[(hh, c)]]
         sizes = [pools[(hh, c)].size for hh in range(horizon)]
+        growth[c] = _estimate_growth(pools, full, c) if growth_exponent is None else growth_exponent
         for h in range(horizon):
             ref = h
             if not enough[(h, c)]:
@@ -339,14 +397,23 @@ def calibrate_errors(log_errors: np.ndarray, cohort_class: np.ndarray, horizon_i
                     ref = int(np.argmax(sizes)) if max(sizes) > 0 else -1
             if ref < 0 or pools[(ref, c)].size == 0:
                 continue
-            pool = pools[(ref, c)] * ((h + 1) / (ref + 1))
+            pool = pools[(ref, c)] * ((h + 1) / (ref + 1)) ** growth[c]
             ne = compute_effective_size(pool, blocks[sel[(ref, c)]])
             size[h, c], eff[h, c], src[h, c] = pool.size, ne, ref + 1
-            quant[:, h, c] = [compute_conformal_quantile(pool, p, n_eff=ne) for p in levels]
-    return ErrorModel(levels, quant, size, eff, src)
+            if method == "block":
+                quant[:, h, c] = compute_block_quantiles(pool, blocks[sel[(ref, c)]], levels)
+            else:
+                quant[:, h, c] = [compute_conformal_quantile(pool, p, n_eff=ne) for p in levels]
+    return ErrorModel(levels, quant, size, eff, src, growth)
 
 
 # ------------------------------------------------------------------------------------ method selection
+def _default_index(methods: Sequence[str], default_method: str) -> int:
+    """Index of ``default_method`` in ``methods`` (the first method when it is not among them)."""
+    methods = list(methods)
+    return methods.index(default_method) if default_method in methods else 0
+
+
 def select_methods(abs_log_errors: np.ndarray, methods: Sequence[str], default_method: str,
                    min_scored: int = 2) -> np.ndarray:
     """Choose a method per series from ratio backtest errors.
@@ -354,7 +421,8 @@ def select_methods(abs_log_errors: np.ndarray, methods: Sequence[str], default_m
     ``abs_log_errors``: ``(M, N, K)`` absolute log errors of method ``m`` for series ``n`` over ``K`` scored
     (origin, horizon) pairs (NaN = not available).  Methods with fewer than ``min_scored`` errors are not
     eligible; eligible methods are compared on the pairs where all of them are available, the least mean error
-    wins (earlier method on ties); with nothing to compare, ``default_method``.  Returns ``(N,)`` method indices.
+    wins (earlier method on ties); with nothing to compare, ``default_method`` (or the first method when it is
+    not in ``methods``).  Returns ``(N,)`` method indices.
     """
     m_count, n_series, _ = abs_log_errors.shape
     avail = np.isfinite(abs_log_errors)
@@ -366,7 +434,7 @@ def select_methods(abs_log_errors: np.ndarray, methods: Sequence[str], default_m
     score = np.where(eligible & (n_common >= min_scored)[None], scored / np.maximum(n_common, 1)[None], np.inf)
     choice = np.argmin(score, axis=0)
     none = ~np.isfinite(score.min(axis=0))
-    choice[none] = list(methods).index(default_method)
+    choice[none] = _default_index(methods, default_method)
     return choice
 
 
@@ -487,7 +555,7 @@ def forecast_ratios_by_backtest(history: np.ndarray, horizon: int, *, methods: S
         choice = select_methods(err.transpose(0, 2, 1, 3).reshape(len(methods), n, -1), methods, default_method)
         backtest = np.take_along_axis(cube, choice[None, None, :, None], axis=0)[0]
     else:
-        choice = np.full(n, methods.index(default_method))
+        choice = np.full(n, _default_index(methods, default_method))
     out = np.full((n, horizon), np.nan)
     for m, method in enumerate(methods):
         sel = choice == m
@@ -500,7 +568,8 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
                         keys: Sequence | None = None, methods: Sequence[str] = METHODS,
                         default_method: str = "mean3", select_horizon: int = 3, level: float = 0.8,
                         min_pool: int = 20, n_bootstrap: int = 200, bootstrap_window: int = 3,
-                        ses_alpha: float | None = None, first_origin: int = 1, seed: int = 0) -> Backtest:
+                        ses_alpha: float | None = None, first_origin: int = 1, seed: int = 0,
+                        interval_method: str = INTERVAL_METHOD) -> Backtest:
     """Rolling-origin backtest on arrays.
 
     ``pupils``: ``(S, Y, G)`` for consecutive ``years``; ``driver``: ``(S, Y + E)`` aligned to school years
@@ -541,7 +610,7 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
     for j, o in enumerate(origins):
         # method choice from earlier origins whose targets are observed by o
         usable = (np.arange(n_o)[:, None] < j) & (target <= o) & (np.arange(horizon)[None, :] < select_horizon)
-        errs = abs_err[:, usable, :, :]  # (M, K, S, G)
+        errs = abs_err.transpose(0, 1, 3, 2, 4)[:, usable, :, :]  # (M, K, S, G)
         errs = errs.transpose(0, 2, 3, 1).reshape(len(methods), n_series * n_grades, -1)
         chosen[j] = select_methods(errs, methods, default_method).reshape(n_series, n_grades)
         ratio_fc = np.take_along_axis(cube[:, j], chosen[j][None, :, None, :], axis=0)[0]  # (S, H, G)
@@ -559,7 +628,7 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
             cc = np.broadcast_to(cls[None, None], e.shape)
             bb = np.broadcast_to(np.arange(j)[:, None, None, None], e.shape)
             model = calibrate_errors(e[mask], cc[mask], hh[mask], horizon, (lo_p, hi_p), min_pool=min_pool,
-                                     blocks=bb[mask])
+                                     blocks=bb[mask], method=interval_method)
             lower[j], upper[j] = model.apply(fc[j], lo_p), model.apply(fc[j], hi_p)
         # plain bootstrap of the averaged ratio (last `bootstrap_window` ratios, resampled)
         hist = ratios_full[:, max(0, o + 1 - bootstrap_window): o + 1, :]  # (S, W, G)
@@ -648,7 +717,8 @@ class EnrollmentForecast:
 def forecast_grades(pupils: np.ndarray, driver: np.ndarray, driver_future: np.ndarray, *, years: Sequence[int],
                     grades: Sequence, keys: Sequence | None = None, methods: Sequence[str] = METHODS,
                     default_method: str = "mean3", select_horizon: int = 3, min_pool: int = 20,
-                    levels: Sequence[float] = DEFAULT_QUANTILES, ses_alpha: float | None = None) -> EnrollmentForecast:
+                    levels: Sequence[float] = DEFAULT_QUANTILES, ses_alpha: float | None = None,
+                    interval_method: str = INTERVAL_METHOD) -> EnrollmentForecast:
     """Forecast every grade ``H`` years past the history.
 
     ``pupils``: ``(S, Y, G)`` for consecutive ``years``; ``driver``: ``(S, Y)`` aligned history driver;
@@ -683,7 +753,7 @@ def forecast_grades(pupils: np.ndarray, driver: np.ndarray, driver_future: np.nd
         hidx = np.broadcast_to(np.arange(bt_h)[None, None, :, None], e.shape)
         bidx = np.broadcast_to(np.arange(origins.size)[:, None, None, None], e.shape)
         log_err, cc, hh, bb = e.ravel(), cls.ravel(), hidx.ravel(), bidx.ravel()
-    errors = calibrate_errors(log_err, cc, hh, horizon, levels, min_pool=min_pool, blocks=bb)
+    errors = calibrate_errors(log_err, cc, hh, horizon, levels, min_pool=min_pool, blocks=bb, method=interval_method)
     point = project_pupils(pupils[:, -1], driver_future, fut)
     years = np.asarray(years)
     return EnrollmentForecast(years=years[-1] + 1 + np.arange(horizon), grades=tuple(grades),
