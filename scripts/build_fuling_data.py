@@ -60,9 +60,10 @@ TOWN_URBAN_WEIGHT = 5_000  # every other town / township seat (镇区)
 # Rivers: the Yangtze is Natural Earth 50 m (real, coarse); near Fuling city its line passes ~4 km north of the
 # confluence, so three vertices are replaced by a SCHEMATIC course through the confluence that puts the central
 # streets on the south bank and 江北 on the north bank, as in reality.  The Wu river is not in the 50 m layer:
-# its course is SCHEMATIC (confluence → 白涛 → south-east boundary).
+# its course is SCHEMATIC (confluence → 白涛 → south-east boundary); it starts ~30 m beyond the Yangtze line so the two
+# lines meet (no gap through which a trip could cross the Wu without a bridge).
 YANGTZE_CITY_VERTICES = [(107.3451, 29.7183), (107.3700, 29.7160), (107.3950, 29.7230), (107.4180, 29.7450), (107.4400, 29.7800)]
-WU_SCHEMATIC = [(107.3990, 29.7225), (107.4080, 29.7000), (107.4200, 29.6650), (107.4420, 29.6200), (107.4650, 29.5800),
+WU_SCHEMATIC = [(107.3972, 29.7258), (107.4080, 29.7000), (107.4200, 29.6650), (107.4420, 29.6200), (107.4650, 29.5800),
                 (107.4760, 29.5560), (107.5000, 29.5200), (107.5400, 29.4800), (107.5800, 29.4300), (107.6200, 29.3800)]
 # Bridges: SCHEMATIC crossings (positions snapped onto the river lines near these targets).
 BRIDGES = [
