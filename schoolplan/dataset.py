@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from schoolplan.errors import DataValidationError
-from schoolplan.validate import GRADES, METRIC, OPEN_AGE, SEXES, validate_data_dir
+from forecast.ccmpp import SEXES
+from schoolplan.validate import GRADES, METRIC, OPEN_AGE, validate_data_dir
 
 __all__ = ["Dataset", "load_dataset", "LEVEL_OF_GRADE", "pupils_by_level"]
 
@@ -45,7 +46,8 @@ class Dataset:
         return self.units["unit_code"].to_numpy()
 
     def population_array(self) -> np.ndarray:
-        """persons[unit, sex, age] as int64 in the order of ``units`` (sex order: male, female; age 100 = 100+)."""
+        """persons[unit, sex, age] as int64 in the order of ``units`` (sex order ``forecast.ccmpp.SEXES`` = female, male;
+        age 100 = 100+)."""
         bp = self.base_population
         u = pd.Index(self.unit_codes).get_indexer(bp["unit_code"])
         s = pd.Index(SEXES).get_indexer(bp["sex"])

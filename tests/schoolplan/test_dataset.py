@@ -39,7 +39,7 @@ def test_embedded_data_is_valid():
 def test_census_totals_exact(ds):
     p = ds.population_array()
     assert p.sum() == CENSUS_TOTAL
-    assert p[:, 0].sum() == CENSUS_MALE and p[:, 1].sum() == CENSUS_FEMALE
+    assert p[:, 1].sum() == CENSUS_MALE and p[:, 0].sum() == CENSUS_FEMALE  # sex order (female, male)
     assert p[ds.units["urban"].to_numpy()].sum() == CENSUS_URBAN
     assert (p >= 0).all()
 
@@ -54,7 +54,7 @@ def test_every_census_age_group_by_sex_exact(ds):
             sl = slice(lo, hi + 1)
         else:
             sl = slice(int(group), int(group) + 1)
-        assert (p[0, sl].sum(), p[1, sl].sum()) == (m, f), group
+        assert (p[1, sl].sum(), p[0, sl].sum()) == (m, f), group
 
 
 def test_graduation_is_smooth_inside_groups(ds):
