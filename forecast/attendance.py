@@ -218,10 +218,9 @@ def allocate_pupils(unit_pupils: np.ndarray, attendance: np.ndarray, check: bool
     moved = np.swapaxes(p, -1, -2)  # (..., Y, G, U)
     if a.ndim == 2:
         out = moved @ a  # (..., Y, G, S)
-    elif a.ndim == 3:
-        out = moved @ a[:, None]  # a: (Y, 1, U, S) broadcast over G
     else:
-        out = moved @ a
+        a4 = a[:, None] if a.ndim == 3 else a  # (Y, 1|G, U, S)
+        out = (moved[..., None, :] @ a4)[..., 0, :]  # (..., Y, G, 1, U) @ (Y, G, U, S)
     return np.swapaxes(out, -1, -2)
 
 
