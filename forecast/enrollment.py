@@ -569,7 +569,7 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
                         default_method: str = "mean3", select_horizon: int = 3, level: float = 0.8,
                         min_pool: int = 20, n_bootstrap: int = 200, bootstrap_window: int = 3,
                         ses_alpha: float | None = None, first_origin: int = 1, seed: int = 0,
-                        interval_method: str = INTERVAL_METHOD) -> Backtest:
+                        interval_method: str = INTERVAL_METHOD, select_by: str = "series") -> Backtest:
     """Rolling-origin backtest on arrays.
 
     ``pupils``: ``(S, Y, G)`` for consecutive ``years``; ``driver``: ``(S, Y + E)`` aligned to school years
@@ -611,8 +611,12 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
         # method choice from earlier origins whose targets are observed by o
         usable = (np.arange(n_o)[:, None] < j) & (target <= o) & (np.arange(horizon)[None, :] < select_horizon)
         errs = abs_err.transpose(0, 1, 3, 2, 4)[:, usable, :, :]  # (M, K, S, G)
-        errs = errs.transpose(0, 2, 3, 1).reshape(len(methods), n_series * n_grades, -1)
-        chosen[j] = select_methods(errs, methods, default_method).reshape(n_series, n_grades)
+        if select_by == "grade":  # one choice per grade, errors pooled over series
+            errs = errs.transpose(0, 3, 2, 1).reshape(len(methods), n_grades, -1)
+            chosen[j] = np.broadcast_to(select_methods(errs, methods, default_method), (n_series, n_grades))
+        else:
+            errs = errs.transpose(0, 2, 3, 1).reshape(len(methods), n_series * n_grades, -1)
+            chosen[j] = select_methods(errs, methods, default_method).reshape(n_series, n_grades)
         ratio_fc = np.take_along_axis(cube[:, j], chosen[j][None, :, None, :], axis=0)[0]  # (S, H, G)
         drv = _future_block(driver, o, horizon)
         fc[j] = project_pupils(pupils[:, o], drv, ratio_fc)
