@@ -105,6 +105,7 @@ class StochasticProjection:
     migration_scale: np.ndarray
     kept_ages: np.ndarray
     seed: int
+    chunk_draws: int = 0
 
     def quantiles(self, field: str, probs=QUANTILES) -> np.ndarray:
         """Quantiles over draws of one field: returns ``(len(probs),) + field.shape[1:]``."""
@@ -126,7 +127,7 @@ def draw_scales(n_draws: int, n_steps: int, seed: int, tfr_ar1: AR1 | None = DEF
 
 def project_draws(population, survival, asfr, srb, net_migration=None, *, n_draws: int, seed: int,
                   tfr_ar1: AR1 | None = DEFAULT_TFR_AR1, migration_ar1: AR1 | None = DEFAULT_MIGRATION_AR1,
-                  kept_ages=range(0, 18), chunk_draws: int = 8, dtype=np.float32, step_years: float = 1.0,
+                  kept_ages=range(0, 18), chunk_draws: int | None = None, dtype=np.float32, step_years: float = 1.0,
                   migration_timing: str = "even") -> StochasticProjection:
     """Project ``n_draws`` stochastic draws of many units, keeping only what is needed.
 
@@ -135,7 +136,7 @@ def project_draws(population, survival, asfr, srb, net_migration=None, *, n_draw
     (T, U, A) (the path: draw ``d`` uses ``asfr · tfr_scale[d, t]``); ``srb`` (T,) or
     (T, U); ``net_migration`` (T, U, 2, A) or None (draw ``d`` uses
     ``net_migration · migration_scale[d, t]``).  Draws are processed ``chunk_draws`` at a
-    time in ``dtype`` (float32 by default: counts carry about 7 significant digits, ample
+    time (default: enough draws for about 2^19 cells, a block that stays in cache) in ``dtype`` (float32 by default: counts carry about 7 significant digits, ample
     for persons; pass ``np.float64`` for exact comparisons).  Memory is dominated by
     ``school_age``: ``N·(T+1)·U·K`` values.  Same ``seed`` → same numbers.
     """
@@ -150,6 +151,8 @@ def project_draws(population, survival, asfr, srb, net_migration=None, *, n_draw
         raise_if_problems(problems, "cannot project draws", ForecastError)
     U, _, A = pop.shape
     T = survival.shape[0]
+    if chunk_draws is None:
+        chunk_draws = int(np.clip((1 << 19) // (U * 2 * A), 1, 64))
     if n_draws < 1 or chunk_draws < 1:
         problems.append(Problem("n_draws/chunk_draws", f"{n_draws}/{chunk_draws}", "both must be >= 1"))
     if kept.size == 0 or kept.min() < 0 or kept.max() >= A:
@@ -199,7 +202,7 @@ def project_draws(population, survival, asfr, srb, net_migration=None, *, n_draw
             _record(current, t + 1, lo, hi, kept, school, district, totals)
     return StochasticProjection(school_age=school, births=births, district=district, unit_totals=totals,
                                 unmet_emigration=unmet_total, tfr_scale=tfr_scale, migration_scale=mig_scale,
-                                kept_ages=kept, seed=seed)
+                                kept_ages=kept, seed=seed, chunk_draws=chunk_draws)
 
 
 def _record(current, k, lo, hi, kept, school, district, totals) -> None:
