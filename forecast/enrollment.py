@@ -93,7 +93,7 @@ def compute_ratios(pupils: np.ndarray, driver: np.ndarray) -> np.ndarray:
     return ratios
 
 
-def _last_valid(history: np.ndarray) -> np.ndarray:
+def _count_observed(history: np.ndarray) -> np.ndarray:
     """Count of observed (non-NaN) values per row of ``(N, L)``."""
     return np.sum(np.isfinite(history), axis=1)
 
@@ -166,7 +166,6 @@ def forecast_ratio_series(history: np.ndarray, method: str, horizon: int, *,
         k = int(match.group(1))
         if k < 1:
             raise ForecastError("bad smoothing method", [Problem("method", f"{method!r}: k must be ≥ 1", "use mean1, mean3, …")])
-        level = np.full(n, np.nan)
         # mean of the last k observed values of each row
         obs = np.isfinite(history)
         rank_from_end = np.cumsum(obs[:, ::-1], axis=1)[:, ::-1]
@@ -180,7 +179,7 @@ def forecast_ratio_series(history: np.ndarray, method: str, horizon: int, *,
         level, _ = smooth_exponential(history, alpha)
         out[:] = level[:, None]
     elif method == "ets":
-        enough = _last_valid(history) >= ETS_MIN_OBS
+        enough = _count_observed(history) >= ETS_MIN_OBS
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for i in np.flatnonzero(enough):

@@ -107,14 +107,14 @@ def test_project_pupils_by_hand():
     last = np.array([[100.0, 90.0, 80.0]])  # (S=1, G=3)
     driver = np.array([[200.0, 210.0]])  # (S, H=2)
     ratios = np.array([[[0.5, 0.9, 1.0], [0.6, 1.1, 0.95]]])  # (S, H, G)
-    out = project_pupils = en.project_pupils(last, driver, ratios)
+    out = en.project_pupils(last, driver, ratios)
     assert out[0, 0].tolist() == pytest.approx([100.0, 90.0, 90.0])
     assert out[0, 1].tolist() == pytest.approx([126.0, 110.0, 85.5])
     # leading draw axis broadcasts
     draws = en.project_pupils(last, np.stack([driver, 2 * driver]), ratios)
     assert draws.shape == (2, 1, 2, 3)
     assert draws[1, 0, 1, 0] == pytest.approx(252.0)
-    assert project_pupils.shape == (1, 2, 3)
+    assert out.shape == (1, 2, 3)
 
 
 def test_classify_cohorts():
