@@ -258,3 +258,30 @@ def build_young_family_profile(n_ages: int = 101, female_share: float = 0.5,
     out[FEMALE] = female_share * shares
     out[MALE] = (1.0 - female_share) * shares
     return out
+
+
+def offset_internal_movers(in_movers, origin_population, origin_mask) -> np.ndarray:
+    """Net migration ``(T, ..., U, 2, A)`` for in-movers who come from elsewhere in the district.
+
+    ``in_movers`` ``(T, ..., U, 2, A)`` persons arriving per step (e.g. the district-internal part of the housing
+    pipeline); ``origin_population`` ``(..., U, 2, A)`` where they leave from; ``origin_mask`` (U,) bool: units that
+    can send (e.g. rural units).  Each step's arrivals of a sex × age are taken from the origin units in proportion
+    to their persons of that sex × age, so the result sums to zero over units for every sex and age (persons are
+    conserved; the district total is unchanged).
+    """
+    movers = np.asarray(in_movers, dtype=float)
+    pop = np.asarray(origin_population, dtype=float)
+    mask = np.asarray(origin_mask, bool)
+    problems = []
+    if pop.ndim < 3 or mask.shape != pop.shape[-3:-2] or movers.shape[1:] != pop.shape:
+        problems.append(Problem("in_movers/origin_population/origin_mask",
+                                f"shapes {movers.shape}, {pop.shape}, {mask.shape}",
+                                "in_movers (T, ..., U, 2, A), origin_population (..., U, 2, A), origin_mask (U,)"))
+    elif not mask.any():
+        problems.append(Problem("origin_mask", "no unit can send movers", "mark at least one origin unit"))
+    raise_if_problems(problems, "cannot offset internal movers", ForecastError)
+    origin = pop * mask[:, None, None]
+    share = np.divide(origin, origin.sum(axis=-3, keepdims=True), out=np.zeros_like(origin),
+                      where=origin.sum(axis=-3, keepdims=True) > 0)
+    arriving = movers.sum(axis=-3, keepdims=True)  # (T, ..., 1, 2, A)
+    return movers - arriving * share

@@ -30,6 +30,24 @@ DEFAULTS: dict[str, Any] = {
         "end_year": 2035,
         "design_year": 2025,
     },
+    "population": {
+        "tfr_variant": "median",
+        "tfr_policy_name": "three-child policy and childcare subsidy",
+        "tfr_policy_effect": 0.0,
+        "tfr_policy_start_year": 2022,
+        "tfr_policy_ramp_years": 3,
+        "draws": 200,
+        "seed": 20201101,
+    },
+    "migration": {
+        "net_external_per_year": 1500.0,
+        "rural_urban_rate": 0.008,
+        "housing_persons_per_dwelling": 2.8,
+        "housing_occupancy": 0.6,
+        "housing_external_share": 0.15,
+        "housing_rural_share": 0.25,
+        "housing_delay_years": 0,
+    },
     "class_size": {
         "primary": 45,
         "junior": 50,
@@ -143,6 +161,17 @@ def load_scenario(path: str | Path) -> Scenario:
     if not (h["base_year"] <= h["design_year"] <= h["end_year"]):
         problems.append(Problem(str(path), f"horizon years out of order: base {h['base_year']}, design {h['design_year']}, end {h['end_year']}",
                                 "make base_year ≤ design_year ≤ end_year"))
+    p, m = values["population"], values["migration"]
+    if p["tfr_variant"] not in ("median", "low", "high"):
+        problems.append(Problem(str(path), f"population.tfr_variant = {p['tfr_variant']!r}", "use median, low or high (UN WPP 2024 variants)"))
+    if not 1 <= p["draws"] <= 5000:
+        problems.append(Problem(str(path), f"population.draws = {p['draws']}", "use 1 to 5000 stochastic draws"))
+    for k in ("housing_occupancy", "housing_external_share", "housing_rural_share", "rural_urban_rate"):
+        if not 0 <= m[k] <= 1:
+            problems.append(Problem(str(path), f"migration.{k} = {m[k]} is not a share", "give a fraction between 0 and 1"))
+    if m["housing_external_share"] + m["housing_rural_share"] > 1:
+        problems.append(Problem(str(path), "migration.housing_external_share + housing_rural_share > 1",
+                                "the two shares of housing occupants (from outside, from rural units) must sum to at most 1; the rest come from other urban units"))
     for k, v in values["class_size"].items():
         if v <= 0:
             problems.append(Problem(str(path), f"class_size.{k} = {v} must be positive", "give a positive number of pupils per class"))
