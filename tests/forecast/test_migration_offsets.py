@@ -16,7 +16,7 @@ def test_offsets_conserve_and_come_from_origins_only():
     assert np.allclose(net[:, 0], 10) and np.allclose(net[:, 1], 0)
     # origins give in proportion to their persons of that sex × age
     share2 = pop[2] / (pop[2] + pop[3])
-    assert np.allclose(net[:, 2], -20 * share2)
+    assert np.allclose(net[:, 2], -10 * share2)
 
 
 def test_offsets_reject_no_origin():
