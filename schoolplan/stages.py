@@ -77,3 +77,107 @@ def run_population(ds: Dataset, sc: dict) -> PopulationStage:
     draws = project_draws(inputs.population, inputs.survival, inputs.asfr, inputs.srb, inputs.net_migration,
                           n_draws=int(p["draws"]), seed=int(p["seed"]), kept_ages=range(0, 19))
     return PopulationStage(inputs=inputs, deterministic=det, draws=draws, years=inputs.years, migration=migration)
+
+
+# ---------------------------------------------------------------------------------------------- enrollment
+
+GRADES = np.array([-3, -2, -1] + list(range(1, 13)))
+LEVEL_OF = {**{g: "kindergarten" for g in (-3, -2, -1)}, **{g: "primary" for g in range(1, 7)},
+            **{g: "junior" for g in range(7, 10)}, **{g: "senior" for g in range(10, 13)}}
+
+
+@dataclass
+class EnrollmentStage:
+    years: np.ndarray                 # (Y,) school years (starting 1 Sep)
+    grades: np.ndarray                # (15,) −3..−1, 1..12
+    unit_pupils: np.ndarray           # (N, Y, U, 15) pupils by unit of residence, per population draw
+    school_pupils: np.ndarray         # (N, Y, S, 15) pupils by school, per draw (attendance applied)
+    school_quantiles: np.ndarray      # (Q, Y, S, 15)
+    levels: object                    # forecast.levels.LevelForecast (parts: kindergarten sectors, senior tracks)
+    attendance_info: dict
+    quantiles: tuple[float, ...] = QUANTILES
+
+    def district_by_level(self) -> pd.DataFrame:
+        """Long table year × level × quantile of district pupils (quantiles over draws of the level totals)."""
+        from forecast.stochastic import calculate_quantiles
+        rows = []
+        tot = self.unit_pupils.sum(axis=2)  # (N, Y, G)
+        for level in ("kindergarten", "primary", "junior", "senior"):
+            sel = np.array([LEVEL_OF[int(g)] == level for g in self.grades])
+            q = calculate_quantiles(tot[..., sel].sum(axis=-1), self.quantiles, axis=0)  # (Q, Y)
+            for qi, p in enumerate(self.quantiles):
+                for yi, y in enumerate(self.years):
+                    rows.append((int(y), level, p, float(q[qi, yi])))
+        return pd.DataFrame(rows, columns=["year", "level", "quantile", "pupils"])
+
+
+def build_travel(ds: Dataset, sc: dict):
+    """River-aware sparse travel costs from every unit to every school and candidate site (layout.travel)."""
+    from layout.geo import project_to_metric
+    from layout.travel import TravelParams, build_travel_costs
+
+    t = sc["travel"]
+    schools = ds.schools[["school_id", "level", "grade_min", "grade_max", "geometry"]].rename(columns={"school_id": "site_id"})
+    schools["kind"] = "school:" + schools["level"]
+    sites = schools[["site_id", "kind", "grade_min", "grade_max", "geometry"]]
+    if ds.candidate_sites is not None:
+        c = ds.candidate_sites.assign(kind="candidate:" + ds.candidate_sites["kind"], grade_min=0, grade_max=0)
+        sites = pd.concat([sites, c[["site_id", "kind", "grade_min", "grade_max", "geometry"]]], ignore_index=True)
+    import geopandas as gpd
+    sites = gpd.GeoDataFrame(sites, geometry="geometry", crs=ds.schools.crs)
+    groups = {k: (sites["kind"] == k).to_numpy() for k in sites["kind"].unique()}
+    params = TravelParams(detour_factor=float(t["detour_factor"]), k_nearest=int(t["k_nearest"]))
+    tc = build_travel_costs(project_to_metric(ds.units, "units"), project_to_metric(sites, "sites"),
+                            rivers=None if ds.rivers is None else project_to_metric(ds.rivers, "rivers"),
+                            bridges=None if ds.bridges is None else project_to_metric(ds.bridges, "bridges"),
+                            district=project_to_metric(ds.district, "district"), params=params, site_groups=groups,
+                            site_id="site_id")
+    return tc, sites
+
+
+def run_enrollment(ds: Dataset, sc: dict, pop: PopulationStage, travel, sites) -> EnrollmentStage:
+    from forecast.attendance import build_gravity_seed, calibrate_attendance, shift_to_town, summarise_draws
+    from forecast.levels import LevelPaths, forecast_levels, summarise_history
+
+    e, a = sc["enrollment"], sc["attendance"]
+    years = pop.years
+    hist, _ = summarise_history(ds.enrollment_history, list(range(1, 10)))
+    s = ds.schools
+    base = {g: float(s[f"pupils_g{g}"].sum()) for g in (-3, -2, -1, 10, 11, 12)}
+    h = sc["horizon"]["base_year"]
+    paths = LevelPaths(
+        kindergarten_ger={h: e["kindergarten_ger_base"], e["target_year"]: e["kindergarten_ger_target"]},
+        kindergarten_public_share={h: e["kindergarten_public_share_base"], e["target_year"]: e["kindergarten_public_share_target"]},
+        kindergarten_inclusive_share={h: e["kindergarten_inclusive_share_base"], e["target_year"]: e["kindergarten_inclusive_share_target"]},
+        consolidation={h: e["consolidation_rate_base"], e["target_year"]: e["consolidation_rate_target"]},
+        senior_ger={h: e["senior_ger_base"], e["target_year"]: e["senior_ger_target"]},
+        senior_general_share={h: e["senior_general_share_base"], e["target_year"]: e["senior_general_share_target"]},
+    )
+    lf = forecast_levels(pop.draws.school_age, list(pop.draws.kept_ages), years, compulsory_history=hist,
+                         base_pupils=base, paths=paths, progression=e["progression"])
+    unit_pupils = lf.pupils  # (N, Y, U, 15)
+
+    # attendance: per grade, a gravity seed over the schools serving it, balanced to the base-year rolls
+    dist = travel.to_dense(np.inf)[:, : len(s)]  # units × schools (candidate columns follow)
+    urban_u = ds.units["urban"].to_numpy(bool)
+    town = s["urban"].to_numpy(bool)
+    scale = {"kindergarten": a["gravity_scale_m_kindergarten"], "primary": a["gravity_scale_m_primary"],
+             "junior": a["gravity_scale_m_junior"], "senior": a["gravity_scale_m_senior"]}
+    rate = np.where(years > h, float(a["into_town_rate"]), 0.0)
+    out = np.empty(unit_pupils.shape[:2] + (len(s), len(GRADES)))
+    info = {}
+    for gi, g in enumerate(GRADES):
+        g = int(g)
+        serves = (s["grade_min"].to_numpy() <= g) & (s["grade_max"].to_numpy() >= g)
+        seed = build_gravity_seed(dist, float(scale[LEVEL_OF[g]]), serves=serves)
+        att, fit = calibrate_attendance(unit_pupils[0, 0, :, gi], s[f"pupils_g{g}"].to_numpy(float), seed)
+        info[g] = fit
+        if 1 <= g <= 9 and rate.any():
+            town_seed = build_gravity_seed(dist, float(scale[LEVEL_OF[g]]), serves=serves & town)
+            att_y = shift_to_town(att, ~urban_u, town & serves, rate, town_seed=town_seed)  # (Y, U, S)
+            out[..., gi] = np.einsum("nyu,yus->nys", unit_pupils[..., gi], att_y, optimize=True)
+        else:
+            out[..., gi] = unit_pupils[..., gi] @ att
+    q = summarise_draws(out, QUANTILES)
+    return EnrollmentStage(years=years, grades=GRADES, unit_pupils=unit_pupils, school_pupils=out, school_quantiles=q,
+                           levels=lf, attendance_info=info)
