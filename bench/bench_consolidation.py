@@ -1,16 +1,15 @@
-"""Benchmark: the consolidation model at Fuling size (≈500 units × ≈180 sites, two levels, p = 85).
+"""Benchmark: the consolidation model at Fuling size (≈440-500 units × ≈200 sites, two levels, p = 85).
 
-    python bench/bench_consolidation.py [--quick] [--no-real] [--curve]
+    python bench/bench_consolidation.py [--repeat N] [--no-real] [--curve]
 
-1. A synthetic Fuling-like instance (seeded): clustered urban demand (main city + two towns),
+1. The real Fuling tables when data/schools.geojson and data/population/units.geojson exist
+   (see `real_instance`), at p = 85 and at an impossible p = 60 (diagnosis).
+2. A synthetic Fuling-like instance (seeded): clustered urban demand (main city + two towns),
    dispersed rural demand, 161 existing schools (many small rural primaries and teaching points,
    township nine-year / junior schools with boarding beds), 20 urban candidate sites; 67,000 primary
    and 40,000 junior pupils; distance = straight line × 1.3 detour factor.
-2. The real Fuling tables when data/schools.geojson and data/population/units.geojson exist
-   (straight-line × 1.3 distances between the units' population points and the schools; demand =
-   the schools' current pupils spread over the units of their township in proportion to ... see
-   `real_instance`).
-3. With --curve, the trade-off curve 75…110 on the synthetic instance.
+   It is harder than the real tables (a larger LP–MILP gap).
+3. With --curve, the trade-off curve 75…110 (real tables when present).
 
 Writes bench/results/consolidation.md (figures, machine, date, load, command).
 """
@@ -83,8 +82,8 @@ def synthetic_instance(seed: int = 7):
             hosts += [h] * m
             kind += [k] * m
             s_urban += [True] * m
-    # cover every urban unit within the urban travel limits (2 km primary, 3 km junior)
-    for lv, lim in ((0, 2000.0 / DETOUR), (1, 3000.0 / DETOUR)):
+    # cover every urban unit within the urban travel limits (3 km primary, 5 km junior)
+    for lv, lim in ((0, 3000.0 / DETOUR), (1, 5000.0 / DETOUR)):
         while True:
             Q = np.vstack(S)
             hq = np.array(hosts, dtype=bool)[:, lv]
@@ -149,7 +148,14 @@ def synthetic_instance(seed: int = 7):
 
 
 def real_instance():
-    """Real Fuling tables when present: (demand, distance_m, unit_urban, sites, unit_township, info) or None."""
+    """Real Fuling tables when present: (demand, distance_m, unit_urban, sites, unit_township, info) or None.
+
+    Sites: public compulsory schools + candidate "school" sites (`build_sites_from_frames`).
+    Distances: straight line between the units' population points and the sites (EPSG:4545) × 1.3
+    (rivers are ignored here; the pipeline passes layout.travel's river-respecting distances).
+    Demand: the schools' current primary / junior pupils (2020) spread over the units in proportion to
+    their census population aged 6-11 / 12-14.
+    """
     schools_p = ROOT / "data" / "schools.geojson"
     units_p = ROOT / "data" / "population" / "units.geojson"
     if not (schools_p.exists() and units_p.exists()):
@@ -172,8 +178,6 @@ def real_instance():
     ux, uy = upts.x.to_numpy(), upts.y.to_numpy()
     sx, sy = spts.x.to_numpy(), spts.y.to_numpy()
     dist = np.hypot(ux[:, None] - sx[None, :], uy[:, None] - sy[None, :]) * DETOUR
-    # demand: current pupils by level of the schools in each township, spread over that township's
-    # units by the units' base population aged 6-11 / 12-14 when the census table is there
     pop_p = ROOT / "data" / "population" / "base_population.csv"
     unit_codes = units["unit_code"].astype(str).to_numpy()
     pcols_p = [c for c in schools.columns if c.startswith("pupils_g")]
@@ -247,19 +251,22 @@ def main():
     cmd = "python bench/bench_consolidation.py " + " ".join(sys.argv[1:])
     rows = []
     before = load()
+    real = None if args.no_real else real_instance()
+    prob = None
+    if real is not None:
+        d, D, u, s, t, info = real
+        print(f"real: {d.shape[0]} units, {s.n_sites} sites, primary {d[:, 0].sum():.0f}, junior {d[:, 1].sum():.0f}")
+        prob, _ = run_case("real Fuling tables (data/), p = 85", d, D, u, s, t, 85, rows, repeat=args.repeat)
+        run_case("real Fuling tables, impossible target 60", d, D, u, s, t, 60, rows, repeat=1)
     demand, dist, urban, sites, town = synthetic_instance()
     print(f"synthetic: {demand.shape[0]} units, {sites.n_sites} sites, primary {demand[:, 0].sum():.0f}, "
           f"junior {demand[:, 1].sum():.0f}")
-    prob, r85 = run_case("synthetic Fuling-like", demand, dist, urban, sites, town, 85, rows, repeat=args.repeat)
-    run_case("synthetic, impossible target 40", demand, dist, urban, sites, town, 40, rows, repeat=1)
-    real = None if args.no_real else real_instance()
-    if real is not None:
-        d, D, u, s, t, info = real
-        run_case("real Fuling tables (data/)", d, D, u, s, t, 85, rows, repeat=args.repeat)
+    sprob, _ = run_case("synthetic Fuling-like (harder), p = 85", demand, dist, urban, sites, town, 85, rows,
+                        repeat=1)
     curve = None
     if args.curve:
         t0 = time.perf_counter()
-        curve, _ = tradeoff_curve(prob, range(75, 111, 5), time_limit_s=60.0)
+        curve, _ = tradeoff_curve(prob if prob is not None else sprob, range(75, 111, 5), time_limit_s=60.0)
         curve_s = time.perf_counter() - t0
         print(curve.to_string())
     after = load()
@@ -287,7 +294,8 @@ def main():
         cols = ["target", "schools_open", "mean_m_primary", "p90_m_primary", "mean_m_junior", "p90_m_junior",
                 "travel_cost_cny_per_year", "capital_annualised_cny_per_year", "running_cost_cny_per_year",
                 "total_cost_cny_per_year", "unserved_pupils", "extra_classrooms", "gap", "seconds"]
-        lines += ["", f"## Trade-off curve (synthetic, 75…110 step 5, warm-started; total {curve_s:.1f} s)", "",
+        which = "real Fuling tables" if prob is not None else "synthetic"
+        lines += ["", f"## Trade-off curve ({which}, 75…110 step 5, warm-started; total {curve_s:.1f} s)", "",
                   "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for _, c in curve.iterrows():
             lines.append("| " + " | ".join(f"{c[k]:.4g}" if isinstance(c[k], float) else str(c[k]) for k in cols)

@@ -22,10 +22,11 @@ Allowed assignments (sparse)
 A pair (u, l, s) exists when ``demand[u, l] > 0``, site ``s`` hosts level ``l``, the distance is
 finite and within the travel limit ``travel_limit_m[l, urban]``; beyond the limit a pair is allowed
 only for a rural unit (up to ``max_boarding_distance_m``), and then its pupils need a boarding bed
-at ``s`` (a *boarding pair*).  Of the allowed sites only the ``k_nearest`` closest are kept per
-(u, l); when slack is used and a truncated list could be the cause, the model is rebuilt once with
-all allowed sites.  A (u, l) with demand but no allowed site at all is reported as unserved before
-optimisation (reason ``no_site_within_rules``).
+at ``s`` (a *boarding pair*).  Of the allowed sites only the ``k_nearest`` (20) closest are kept per
+(u, l); a list is doubled (up to four rounds) where the LP relaxation assigns pupils to its farthest
+kept site, and when unserved slack is used where a list was cut, the model is rebuilt once with all
+allowed sites.  The proven gap is relative to this sparse model.  A (u, l) with demand but no
+allowed site at all is reported as unserved before optimisation (reason ``no_site_within_rules``).
 
 Variables (all bounded below by 0)
 ----------------------------------
@@ -72,9 +73,14 @@ otherwise, with rules (seating every pupil) ranked above the target count.
 
 Speed
 -----
-Sparse nearest-K pairs, the strong ``x <= y`` rows, a warm start (LP relaxation → open the
-``target`` sites with the largest LP values → the same MILP with ``y`` fixed, which is quick), and
-HiGHS.  :func:`tradeoff_curve` warm-starts each target from the previous solution.
+Sparse nearest-K pairs, the strong ``x <= y`` rows, the objective scaled for HiGHS's absolute
+tolerances, and two stages.  Warm start: LP relaxation → open the ``target`` sites with the largest
+LP values (a quick LP with ``y`` fixed) → "LP-and-fix": a small MILP where only the sites fractional
+in the LP are free.  Stage 1: the MILP with the classrooms added ``e`` continuous (a relaxation of the
+full model, so its proven bound is a bound of the full model).  Stage 2: the full model with the
+stage-1 open set fixed (or stage 1 with ``e`` rounded up when that is already within the gap).  The
+reported gap is stage-2 objective vs stage-1 bound.  :func:`tradeoff_curve` warm-starts each target
+from the previous solution.
 """
 from __future__ import annotations
 
@@ -120,13 +126,14 @@ class ConsolidationRules:
     """Rules of the layout (all parameters, scenario choices).
 
     ``travel_limit_m[l, 0]`` is the urban limit and ``[l, 1]`` the rural limit for level ``l``.
-    Defaults: urban 2 km primary / 3 km junior, rural 5 km / 10 km (beyond the rural limit a pupil
-    boards).  GB 50180-2018's 500 m / 1000 m are planning service radii for new urban sites, not a
-    cap on the journey to an existing school; pass them here to test that stricter reading.
+    Defaults (assumptions, scenario parameters): urban 3 km primary / 5 km junior (a daily trip on
+    foot, bus or by parents), rural 5 km / 10 km (beyond the rural limit a pupil boards).
+    GB 50180-2018's 500 m / 1000 m are planning service radii for new urban sites, not a cap on the
+    journey to an existing school; pass them here to test that stricter reading.
     """
 
     class_size_cap: tuple[int, int] = (45, 50)
-    travel_limit_m: np.ndarray = field(default_factory=lambda: np.array([[2000.0, 5000.0], [3000.0, 10000.0]]))
+    travel_limit_m: np.ndarray = field(default_factory=lambda: np.array([[3000.0, 5000.0], [5000.0, 10000.0]]))
     max_boarding_distance_m: float = np.inf
     max_pupils_per_school: float = 2000.0
     max_classes_single_level: int = 36
@@ -205,7 +212,7 @@ class ConsolidationProblem:
     before_site: np.ndarray       # (n_units, 2) int site index of the current school (-1 = none)
     unit_component: np.ndarray | None = None   # (n_units,) labels, or None
     site_component: np.ndarray | None = None   # (n_sites,) labels, or None
-    k_nearest: int | None = 12
+    k_nearest: int | None = 20
 
     @property
     def n_units(self) -> int:
@@ -241,7 +248,7 @@ def prepare_consolidation(
     before_site=None,
     unit_component=None,
     site_component=None,
-    k_nearest: int | None = 12,
+    k_nearest: int | None = 20,
 ) -> ConsolidationProblem:
     """Validate the arrays (collecting every problem, raising :class:`LayoutError` once) and fill defaults.
 
@@ -435,17 +442,25 @@ class _Model:
     count_row: int
     rule: str
     off: dict
+    k_used: np.ndarray | None = None
 
     def col(self, name: str) -> slice:
         a, b = self.off[name]
         return slice(a, b)
 
 
-def _allowed_pairs(p: ConsolidationProblem, k_nearest: int | None):
-    """Sparse allowed pairs (u, l, s) with distance and boarding flag; see the module docstring."""
+def _allowed_pairs(p: ConsolidationProblem, k_nearest):
+    """Sparse allowed pairs (u, l, s) with distance and boarding flag; see the module docstring.
+
+    ``k_nearest``: None (every allowed site), an int, or an (n_units, 2) int array (per unit × level).
+    Returns the pair arrays, the pupils with no allowed site (n_units, 2) and the truncated (u, l)."""
     lim = np.asarray(p.rules.travel_limit_m, dtype=np.float64)
     us, ls, ss, ds, bs, trunc_u, trunc_l = [], [], [], [], [], [], []
     pre = np.zeros((p.n_units, 2))
+    if k_nearest is None:
+        k_all = np.full((p.n_units, 2), np.iinfo(np.int64).max)
+    else:
+        k_all = np.broadcast_to(np.asarray(k_nearest, dtype=np.int64), (p.n_units, 2))
     for lv in range(2):
         units = np.flatnonzero(p.demand[:, lv] > 0)
         cols = np.flatnonzero(p.sites.hosts[:, lv])
@@ -459,19 +474,16 @@ def _allowed_pairs(p: ConsolidationProblem, k_nearest: int | None):
         cap = np.where(urban, lim[lv, 0], p.rules.max_boarding_distance_m)
         d = np.where(np.isfinite(d) & (d <= cap), d, np.inf)
         n_allowed = np.isfinite(d).sum(axis=1)
-        k = cols.size if k_nearest is None else min(k_nearest, cols.size)
-        if k < cols.size:
-            idx = np.argpartition(d, k - 1, axis=1)[:, :k]
-        else:
-            idx = np.broadcast_to(np.arange(cols.size), d.shape)
-        dk = np.take_along_axis(d, idx, axis=1)
-        ok = np.isfinite(dk)
-        rows = np.broadcast_to(np.arange(units.size)[:, None], idx.shape)[ok]
+        k = np.minimum(k_all[units, lv], cols.size)
+        order = np.argsort(d, axis=1, kind="stable")
+        dk = np.take_along_axis(d, order, axis=1)
+        ok = np.isfinite(dk) & (np.arange(cols.size)[None, :] < k[:, None])
+        rows = np.broadcast_to(np.arange(units.size)[:, None], order.shape)[ok]
         uu = units[rows]
         dist = dk[ok]
         us.append(uu)
         ls.append(np.full(uu.size, lv))
-        ss.append(cols[idx[ok]])
+        ss.append(cols[order[ok]])
         ds.append(dist)
         bs.append(~p.unit_urban[uu] & (dist > lim[lv, 1]))
         none = n_allowed == 0
@@ -482,6 +494,38 @@ def _allowed_pairs(p: ConsolidationProblem, k_nearest: int | None):
     cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
     return (cat(us, np.int64), cat(ls, np.int64), cat(ss, np.int64), cat(ds, np.float64), cat(bs, bool),
             pre, cat(trunc_u, np.int64), cat(trunc_l, np.int64))
+
+
+def _extend_pairs(p: ConsolidationProblem, target: int, rule: str, *, single_assignment: bool,
+                  integer_classes: bool, threads, rounds: int = 4) -> _Model:
+    """Nearest-K pairs, widened where the LP relaxation needs them.
+
+    Start from ``k_nearest`` sites per (u, l); solve the LP; every truncated (u, l) whose LP
+    assignment reaches its farthest kept site gets twice as many sites; repeat (at most ``rounds``
+    times).  This keeps the model small while the truncation rarely binds."""
+    if p.k_nearest is None:
+        return _build_model(p, target=target, rule=rule, single_assignment=single_assignment,
+                            integer_classes=integer_classes, k_nearest=None)
+    k = np.full((p.n_units, 2), int(p.k_nearest), dtype=np.int64)
+    for _ in range(rounds):
+        model = _build_model(p, target=target, rule=rule, single_assignment=single_assignment,
+                             integer_classes=integer_classes, k_nearest=k)
+        if not model.dem_truncated.any():
+            break
+        lp = _run(model, model.cl, model.cu, None, time_limit_s=30.0, threads=threads)
+        if not lp.has_solution:
+            break
+        share = lp.x[model.col("x")]
+        # the farthest kept pair of each (u, l): pairs are stored nearest first within each (u, l)
+        last = np.ones(share.size, dtype=bool)
+        key = model.x_unit * 2 + model.x_level
+        last[:-1] = key[1:] != key[:-1]
+        hit = last & (share > 1e-6) & model.dem_truncated[model.x_dem]
+        if not hit.any():
+            break
+        k[model.x_unit[hit], model.x_level[hit]] *= 2
+    model.k_used = k
+    return model
 
 
 def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assignment: bool,
@@ -663,13 +707,13 @@ def _run(model: _Model, cl, cu, integrality, **kw) -> MilpResult:
     return replace(r, objective=r.objective * scale, bound=r.bound * scale)
 
 
-def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads) -> MilpResult:
+def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, mip_rel_gap: float = 1e-4) -> MilpResult:
     """The model with the open set fixed (a quick MILP: only classes and expansions are integer)."""
     cl, cu = model.cl.copy(), model.cu.copy()
     sl = model.col("y")
     cl[sl] = y
     cu[sl] = y
-    return _run(model, cl, cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=1e-4, threads=threads)
+    return _run(model, cl, cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
 
 
 def _pick_open_set(model: _Model, p: ConsolidationProblem, score: np.ndarray, target: int, rule: str,
@@ -693,11 +737,11 @@ def _pick_open_set(model: _Model, p: ConsolidationProblem, score: np.ndarray, ta
 def _lp_warm_start(model: _Model, p: ConsolidationProblem, target: int, rule: str, time_limit_s, threads):
     lp = _run(model, model.cl, model.cu, None, time_limit_s=time_limit_s, threads=threads)
     if not lp.has_solution:
-        return None, lp
+        return None, None
     ylp = lp.x[model.col("y")]
     load = np.bincount(model.x_site, weights=model.x_pupils * lp.x[model.col("x")], minlength=model.n_s)
     y = _pick_open_set(model, p, ylp, target, rule, prefer=load)
-    return y, lp
+    return y, ylp
 
 
 def _adjust_open_set(model: _Model, p: ConsolidationProblem, y_prev: np.ndarray, x_prev: np.ndarray,
@@ -992,26 +1036,78 @@ def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: in
 # ----------------------------------------------------------------------------------------------
 # solving
 # ----------------------------------------------------------------------------------------------
+def _stage1_integrality(model: _Model) -> np.ndarray:
+    """Stage 1 relaxes the classrooms added (``e``) only: rounding them up afterwards costs little and
+    pupils can be re-routed, whereas the per-level classes of two-level sites must stay integer (a
+    relaxed class there can hide a missing classroom)."""
+    integ = model.integrality.copy()
+    integ[model.col("e")] = 0
+    return integ
+
+
 def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: str, *, time_limit_s: float,
                     mip_rel_gap: float, threads, warm_y: np.ndarray | None, warm_x: np.ndarray | None) -> tuple:
+    """Two stages.  (1) the MILP in the open/close decisions with expansions and classes continuous —
+    a relaxation of the full model, so its proven bound bounds the full model; (2) the full model with
+    the stage-1 open set fixed (integer classrooms and nine-year classes; quick).  Returned: the stage-2
+    solution with the stage-1 bound and the gap between them."""
     t0 = time.perf_counter()
     _set_target(model, target, rule)
-    start = None
+    deadline = t0 + time_limit_s
+    integ1 = _stage1_integrality(model)
+    single = bool(np.any(integ1[model.col("x")]))
+    start = ylp = None
     if warm_y is not None:
         y0 = warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule)
     else:
-        y0, _ = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
+        y0, ylp = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
     if y0 is not None:
-        fixed = _solve_fixed_y(model, y0, max(1.0, 0.2 * time_limit_s), threads)
+        cl, cu = model.cl.copy(), model.cu.copy()
+        cl[model.col("y")] = cu[model.col("y")] = y0
+        fixed = _run(model, cl, cu, integ1, time_limit_s=max(1.0, 0.1 * time_limit_s),
+                     mip_rel_gap=1e-3, threads=threads)
         if fixed.has_solution:
             start = fixed.x
-    remaining = max(1.0, time_limit_s - (time.perf_counter() - t0))
-    res = _run(model, model.cl, model.cu, model.integrality, time_limit_s=remaining, mip_rel_gap=mip_rel_gap,
-               warm_start=start, threads=threads)
-    if not res.has_solution and start is not None:
-        res = MilpResult(x=start, objective=float(model.c @ start), bound=res.bound, gap=float("inf"),
-                         status=res.status, seconds=res.seconds, optimal=False)
-    return res, time.perf_counter() - t0
+    if warm_y is None and ylp is not None:
+        # LP-and-fix: sites integral in the LP stay as they are, the fractional ones are decided by a
+        # small MILP (few free binaries), started from the rounding above
+        cl, cu = model.cl.copy(), model.cu.copy()
+        sl = model.col("y")
+        cl[sl] = np.where(ylp > 1 - 1e-6, 1.0, cl[sl])
+        cu[sl] = np.where(ylp < 1e-6, 0.0, cu[sl])
+        sub = _run(model, cl, cu, integ1, time_limit_s=max(1.0, 0.15 * time_limit_s), mip_rel_gap=5e-4,
+                   warm_start=start, threads=threads)
+        if sub.has_solution and (start is None or model.c @ sub.x < model.c @ start):
+            start = sub.x
+    gap2 = min(2e-4, 0.25 * mip_rel_gap)
+    remaining = max(1.0, 0.8 * (deadline - time.perf_counter()))
+    res1 = _run(model, model.cl, model.cu, integ1, time_limit_s=remaining, mip_rel_gap=max(mip_rel_gap - gap2, 0.0),
+                warm_start=start, threads=threads)
+    if not res1.has_solution:
+        return res1, time.perf_counter() - t0
+    y = np.round(res1.x[model.col("y")])
+    # the stage-1 solution with the classrooms added rounded up is feasible for the full model
+    # (e <= max_expand stays within its integer bound; more classrooms never violate a row)
+    x_up = res1.x.copy()
+    x_up[model.col("e")] = np.ceil(x_up[model.col("e")] - 1e-6)
+    obj_up = float(model.c @ x_up)
+    if (obj_up - res1.bound) / max(abs(obj_up), 1e-9) <= mip_rel_gap:
+        res2 = MilpResult(x=x_up, objective=obj_up, bound=obj_up, gap=0.0, status=res1.status, seconds=0.0,
+                          optimal=True)
+    else:
+        remaining = max(1.0, deadline - time.perf_counter())
+        res2 = _solve_fixed_y(model, y, remaining, threads, mip_rel_gap=gap2)
+        if not res2.has_solution or res2.objective > obj_up:
+            res2 = MilpResult(x=x_up, objective=obj_up, bound=res2.bound, gap=float("nan"), status=res2.status,
+                              seconds=res2.seconds, optimal=False)
+    bound = min(res1.bound, res2.objective)
+    gap = max(0.0, (res2.objective - bound) / max(abs(res2.objective), 1e-9))
+    ok = gap <= mip_rel_gap + 1e-12
+    status = "Optimal" if ok else (res1.status if res1.status != "Optimal" else
+                                   (res2.status if res2.status != "Optimal" else "Gap above tolerance"))
+    return MilpResult(x=res2.x, objective=res2.objective, bound=bound, gap=gap, status=status,
+                      seconds=res1.seconds + res2.seconds, optimal=ok), \
+        time.perf_counter() - t0
 
 
 def solve_consolidation(
@@ -1049,25 +1145,24 @@ def _check_target(problem: ConsolidationProblem, target, rule) -> None:
 
 
 def _solve(problem, target, *, rule, single_assignment, integer_classes, time_limit_s, mip_rel_gap, threads,
-           warm_start, model: _Model | None = None):
+           warm_start):
     _check_target(problem, target, rule)
     t0 = time.perf_counter()
-    k = problem.k_nearest
-    if model is None:
-        model = _build_model(problem, target=int(target), rule=rule, single_assignment=single_assignment,
-                             integer_classes=integer_classes, k_nearest=k)
+    model = _extend_pairs(problem, int(target), rule, single_assignment=single_assignment,
+                          integer_classes=integer_classes, threads=threads)
     warm_y = warm_x = None
     if warm_start is not None and warm_start.x is not None:
         warm_y = warm_start.open.astype(float)
         warm_x = _map_shares(warm_start, model)
-    res, _ = _solve_on_model(model, problem, int(target), rule, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
+    budget = max(1.0, time_limit_s - (time.perf_counter() - t0))
+    res, _ = _solve_on_model(model, problem, int(target), rule, time_limit_s=budget, mip_rel_gap=mip_rel_gap,
                              threads=threads, warm_y=warm_y, warm_x=warm_x)
     if not res.has_solution:
         raise LayoutError(f"HiGHS found no solution in {time_limit_s:.0f} s (status {res.status})", [Problem(
             "time_limit_s", "no incumbent within the time limit", "raise time_limit_s or lower k_nearest")])
     uns = res.x[model.col("uns")]
-    if k is not None and np.any((uns > 1e-6) & model.dem_truncated):
-        # slack where the nearest-K list was cut: rebuild with every allowed site, once
+    if problem.k_nearest is not None and np.any((uns > 1e-6) & model.dem_truncated):
+        # slack where a nearest-K list was cut: rebuild with every allowed site, once
         model = _build_model(problem, target=int(target), rule=rule, single_assignment=single_assignment,
                              integer_classes=integer_classes, k_nearest=None)
         res2, _ = _solve_on_model(model, problem, int(target), rule, time_limit_s=time_limit_s,
@@ -1106,7 +1201,8 @@ def tradeoff_curve(
     mip_rel_gap: float = 1e-3,
     threads: int | None = None,
 ) -> tuple[pd.DataFrame, dict[int, ConsolidationResult]]:
-    """Solve each target (model built once, each solve warm-started from the previous solution).
+    """Solve each target, each solve warm-started from the previous solution (its open set moved to
+    the new count: the least-loaded school dropped, or the closed site saving most travel opened).
 
     Returns a table with one row per target: schools open, travel (mean and p90 metres by level,
     pupil-km), cost terms, slack used (unserved pupils, extra classrooms, missing beds, schools over
@@ -1117,14 +1213,10 @@ def tradeoff_curve(
     prev: ConsolidationResult | None = None
     for t in targets:
         _check_target(problem, t, rule)
-    model = None
     for t in targets:
-        if model is None:
-            model = _build_model(problem, target=int(t), rule=rule, single_assignment=single_assignment,
-                                 integer_classes=integer_classes, k_nearest=problem.k_nearest)
         used_model, res, secs = _solve(problem, int(t), rule=rule, single_assignment=single_assignment,
                                        integer_classes=integer_classes, time_limit_s=time_limit_s,
-                                       mip_rel_gap=mip_rel_gap, threads=threads, warm_start=prev, model=model)
+                                       mip_rel_gap=mip_rel_gap, threads=threads, warm_start=prev)
         r = _extract(used_model, problem, res, int(t), rule, secs)
         results[int(t)] = r
         prev = r

@@ -62,7 +62,7 @@ def test_line_instance_closes_the_middle_school_and_reports_travel_and_receiving
     assert "met" in msg
 
 
-def test_count_forces_closing_to_the_median_site():
+def test_count_forces_closing_to_the_best_single_site():
     demand = np.array([[30, 0], [30, 0], [40, 0], [40, 0]], float)
     dist = line_distances([0, 1, 10, 11], [0.5, 5, 10.5])
     p = prepare_consolidation(demand, dist, np.zeros(4, bool), primary_sites(3), rules=WIDE)
@@ -278,3 +278,23 @@ def test_frame_adapters_build_sites_and_demand():
     assert d.tolist() == [[0, 7], [5, 9]]
     with pytest.raises(LayoutError, match="demand"):
         build_demand_array(pd.DataFrame({"unit_code": ["zz"], "level": ["senior"], "pupils": [1]}), ["u1"])
+
+
+def test_two_stage_bound_and_gap_are_honest_against_a_tight_solve():
+    rng = np.random.default_rng(11)
+    n_u, n_s = 30, 10
+    P = rng.uniform(0, 12000, (n_u, 2))
+    Q = rng.uniform(0, 12000, (n_s, 2))
+    dist = np.hypot(P[:, None, 0] - Q[None, :, 0], P[:, None, 1] - Q[None, :, 1])
+    demand = np.column_stack([rng.integers(20, 120, n_u), rng.integers(10, 70, n_u)]).astype(float)
+    hosts = np.column_stack([rng.random(n_s) < 0.8, rng.random(n_s) < 0.6])
+    hosts[~hosts.any(axis=1), 0] = True
+    sites = ConsolidationSites(hosts=hosts, existing=np.ones(n_s, bool), classrooms=rng.integers(4, 14, n_s),
+                               max_expand=np.full(n_s, 3), boarding_beds=np.full(n_s, 30.0))
+    p = prepare_consolidation(demand, dist, rng.random(n_u) < 0.4, sites, k_nearest=4)
+    loose = solve_consolidation(p, 6, mip_rel_gap=1e-2)
+    tight = solve_consolidation(p, 6, mip_rel_gap=1e-7)
+    assert loose.bound <= tight.objective * (1 + 1e-7)
+    assert loose.objective >= tight.bound * (1 - 1e-7)
+    assert loose.gap == pytest.approx((loose.objective - loose.bound) / loose.objective, abs=1e-9)
+    assert loose.gap <= 1e-2
