@@ -9,11 +9,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schoolplan import tables
 from schoolplan.dataset import Dataset, load_dataset
 from schoolplan.diagnosis import Diagnosis, diagnose_base_year
 from schoolplan.maps import draw_base_map
 from schoolplan.outputs import RunWriter, hash_file, write_run
 from schoolplan.scenario import Scenario, load_scenario
+from schoolplan.stages import (CapacityStage, EnrollmentStage, PopulationStage, build_travel, run_capacity,
+                               run_enrollment, run_population)
 
 __all__ = ["RunResult", "run_scenario", "compute_run"]
 
@@ -23,6 +26,11 @@ class RunResult:
     scenario: Scenario
     dataset: Dataset
     diagnosis: Diagnosis
+    population: PopulationStage
+    travel: object
+    sites: object
+    enrollment: EnrollmentStage
+    capacity: CapacityStage
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -34,15 +42,24 @@ def _progress(msg: str, quiet: bool) -> None:
 def compute_run(scenario: Scenario, *, quiet: bool = False) -> RunResult:
     """Every computation of a run, no file written."""
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    _progress(f"{scenario.name}: loading and validating {scenario.data_dir}", quiet)
-    ds = load_dataset(scenario.data_dir)
-    timings["load_validate"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    _progress(f"{scenario.name}: base-year diagnosis", quiet)
-    diag = diagnose_base_year(ds, scenario.values, scenario.name)
-    timings["diagnosis"] = time.perf_counter() - t0
-    return RunResult(scenario=scenario, dataset=ds, diagnosis=diag, timings_s=timings)
+    sc = scenario.values
+
+    def stage(name: str, label: str, fn):
+        _progress(f"{scenario.name}: {label}", quiet)
+        t0 = time.perf_counter()
+        out = fn()
+        timings[name] = time.perf_counter() - t0
+        return out
+
+    ds = stage("load_validate", f"loading and validating {scenario.data_dir}", lambda: load_dataset(scenario.data_dir))
+    diag = stage("diagnosis", "base-year diagnosis", lambda: diagnose_base_year(ds, sc, scenario.name))
+    pop = stage("population", f"population projection to {sc['horizon']['end_year']} ({sc['population']['draws']} draws)",
+                lambda: run_population(ds, sc))
+    travel, sites = stage("travel", "travel costs across the rivers", lambda: build_travel(ds, sc))
+    en = stage("enrollment", "enrollment by level, unit and school", lambda: run_enrollment(ds, sc, pop, travel, sites))
+    cap = stage("capacity", "classes, classrooms and oversized classes if nothing changes", lambda: run_capacity(ds, sc, en))
+    return RunResult(scenario=scenario, dataset=ds, diagnosis=diag, population=pop, travel=travel, sites=sites,
+                     enrollment=en, capacity=cap, timings_s=timings)
 
 
 def _summary_markdown(res: RunResult) -> str:
@@ -89,6 +106,14 @@ def write_outputs(res: RunResult, outputs_dir: Path) -> Path:
         w.figure("map_base_year.png", fig)
         import matplotlib.pyplot as plt
         plt.close(fig)
+        name = res.scenario.name
+        w.csv("population_district.csv", tables.population_district_table(name, res.population))
+        w.csv("population_units.csv", tables.population_units_table(name, res.population))
+        w.csv("enrollment_district.csv", tables.enrollment_district_table(name, res.enrollment))
+        w.csv("enrollment_units.csv", tables.enrollment_units_table(name, res.enrollment, res.dataset.unit_codes))
+        w.csv("enrollment_schools.csv", tables.enrollment_schools_table(name, res.enrollment, res.dataset.schools["school_id"]))
+        w.csv("capacity_schools.csv", res.capacity.report.to_frame().assign(scenario=name))
+        w.csv("capacity_townships.csv", res.capacity.townships.assign(scenario=name))
         w.text("summary.md", _summary_markdown(res))
         res.timings_s["write"] = time.perf_counter() - t0
         return {"timings_s": {k: round(v, 3) for k, v in res.timings_s.items()}}
@@ -100,7 +125,8 @@ def write_outputs(res: RunResult, outputs_dir: Path) -> Path:
         "scenario_files": {str(p): hash_file(p) for p in res.scenario.files},
         "data_dir": str(res.dataset.data_dir),
         "inputs_sha256": {str(p.relative_to(res.dataset.data_dir)): hash_file(p) for p in data_files},
-        "seed": None,
+        "seed": res.scenario["population"]["seed"],
+        "draws": res.scenario["population"]["draws"],
         "data_status": "census counts real; residential units, school inventory, candidate sites and enrollment history SYNTHETIC",
     }
     return write_run(outputs_dir, res.scenario.name, fill, manifest)

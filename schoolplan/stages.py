@@ -181,3 +181,28 @@ def run_enrollment(ds: Dataset, sc: dict, pop: PopulationStage, travel, sites) -
     q = summarise_draws(out, QUANTILES)
     return EnrollmentStage(years=years, grades=GRADES, unit_pupils=unit_pupils, school_pupils=out, school_quantiles=q,
                            levels=lf, attendance_info=info)
+
+
+# ---------------------------------------------------------------------------------------------- capacity (status quo)
+
+
+@dataclass
+class CapacityStage:
+    report: object                 # layout.capacity.CapacityReport on median pupils, current classrooms
+    report_p90: object             # the same on the 90th-percentile pupils
+    townships: pd.DataFrame        # layout.capacity.summarise_townships(report)
+
+
+def run_capacity(ds: Dataset, sc: dict, en: EnrollmentStage) -> CapacityStage:
+    """Classes needed, classrooms short, 大班额 / 大校额 in every year if nothing changes (layout.capacity)."""
+    from layout.capacity import assess_capacity, extract_school_arrays, summarise_townships
+    from schoolplan.diagnosis import capacity_params
+
+    arrays = extract_school_arrays(ds.schools, grades=[int(g) for g in GRADES])
+    params = capacity_params(sc)
+    qi = {q: i for i, q in enumerate(en.quantiles)}
+    med = np.moveaxis(en.school_quantiles[qi[0.5]], 0, -1)  # (S, G, Y)
+    p90 = np.moveaxis(en.school_quantiles[qi[0.9]], 0, -1)
+    rep = assess_capacity(med, arrays, en.years, params=params)
+    rep90 = assess_capacity(p90, arrays, en.years, params=params)
+    return CapacityStage(report=rep, report_p90=rep90, townships=summarise_townships(rep))
