@@ -428,7 +428,7 @@ def _validate_coverage_inputs(children_3to5, enrollment_rate, unit_township, rad
     dist = []
     for name, d, m in (("distance_existing_m", distance_existing_m, k), ("distance_candidate_m", distance_candidate_m, s)):
         arr = _as_float(d, name, problems, (n_units, m)) if d is not None or m else np.zeros((n_units, 0))
-        bad = ~np.isfinite(arr) | (arr < 0)
+        bad = np.isnan(arr) | (arr < 0)  # +inf = unreachable is allowed
         if bad.any():
             problems.append(Problem(name, f"{int(bad.sum())} distances are negative or missing",
                                     "use np.inf for unreachable pairs, never NaN", _rows_where(bad, labels)))

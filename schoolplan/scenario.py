@@ -75,6 +75,16 @@ DEFAULTS: dict[str, Any] = {
         "detour_factor": 1.3,
         "k_nearest": 40,
     },
+    "kindergarten": {
+        "new_sites": 16,
+        "enrollment_rate": 0.98,
+        "urban_radius_m": 300.0,
+        "rural_radius_m": 2000.0,
+        "new_site_cny_per_seat": 40000.0,
+        "closed_school_cny_per_seat": 8000.0,
+        "conversion_to_inclusive_cny_per_seat": 2000.0,
+        "conversion_to_public_cny_per_seat": 15000.0,
+    },
     "class_size": {
         "primary": 45,
         "junior": 50,

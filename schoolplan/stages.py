@@ -206,3 +206,79 @@ def run_capacity(ds: Dataset, sc: dict, en: EnrollmentStage) -> CapacityStage:
     rep = assess_capacity(med, arrays, en.years, params=params)
     rep90 = assess_capacity(p90, arrays, en.years, params=params)
     return CapacityStage(report=rep, report_p90=rep90, townships=summarise_townships(rep))
+
+
+# ---------------------------------------------------------------------------------------------- kindergartens
+
+
+@dataclass
+class KindergartenStage:
+    plan: object        # layout.kindergarten.KindergartenPlan (design year)
+    years: object       # layout.kindergarten.KindergartenYears (every year, median and p90)
+    children: pd.DataFrame  # unit_code, year, quantile, children (aged 3–5, school-year cohorts)
+
+
+def children_3to5_table(ds: Dataset, pop: PopulationStage, en: EnrollmentStage) -> pd.DataFrame:
+    """Children aged 3–5 by unit × school year (grades −3..−1 cohorts), median and 90th percentile over draws."""
+    from forecast.levels import weigh_school_age
+    from forecast.stochastic import calculate_quantiles
+
+    cohorts = weigh_school_age(pop.draws.school_age, list(pop.draws.kept_ages), (-3, -2, -1)).sum(axis=-1)  # (N, Y, U)
+    q = calculate_quantiles(cohorts, (0.5, 0.9), axis=0)
+    frames = []
+    for k, p in enumerate((0.5, 0.9)):
+        Y, U = q[k].shape
+        frames.append(pd.DataFrame({"unit_code": np.tile(ds.unit_codes, Y), "year": np.repeat(en.years, U),
+                                    "quantile": p, "children": q[k].ravel()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_kindergartens(ds: Dataset, sc: dict, pop: PopulationStage, en: EnrollmentStage, travel, sites,
+                      closed_schools: pd.DataFrame | None = None) -> KindergartenStage:
+    """Site the new residential-complex kindergartens (layout.kindergarten) for the design year and follow every
+    kindergarten and township through the horizon.  ``closed_schools`` (site_id, township_code, seats) are
+    buildings freed by the consolidation that can become kindergartens."""
+    from layout.kindergarten import plan_kindergartens, project_kindergarten_years
+
+    k = sc["kindergarten"]
+    design = int(sc["horizon"]["design_year"])
+    children = children_3to5_table(ds, pop, en)
+    kg = ds.schools[ds.schools["level"] == "kindergarten"].drop(columns="geometry").copy()
+    seats = (kg["classes_g-3"] * sc["class_size"]["kindergarten_small"] + kg["classes_g-2"] * sc["class_size"]["kindergarten_middle"]
+             + kg["classes_g-1"] * sc["class_size"]["kindergarten_large"])
+    kg["cost_to_inclusive_cny"] = np.where(kg["inclusive"], np.nan, seats * k["conversion_to_inclusive_cny_per_seat"])
+    kg["cost_to_public_cny"] = np.where(kg["public"], np.nan, seats * k["conversion_to_public_cny_per_seat"])
+    cands = ds.candidate_sites.drop(columns="geometry") if ds.candidate_sites is not None else pd.DataFrame(
+        columns=["site_id", "kind", "township_code", "capacity_classes"])
+    cands = cands[cands["kind"] == "kindergarten_complex"].copy()
+    cands["seats"] = cands["capacity_classes"] * sc["class_size"]["kindergarten_middle"]
+    cands["cost_cny"] = cands["seats"] * k["new_site_cny_per_seat"]
+    cands["public"] = True
+    cands["inclusive"] = True
+    cands = cands[["site_id", "kind", "township_code", "seats", "cost_cny", "public", "inclusive"]]
+    if closed_schools is not None and len(closed_schools):
+        cs = closed_schools.assign(kind="closed_school", cost_cny=closed_schools["seats"] * k["closed_school_cny_per_seat"],
+                                   public=True, inclusive=True)
+        cands = pd.concat([cands, cs[cands.columns]], ignore_index=True)
+    dist = travel.to_dense(np.inf)
+    site_index = pd.Index(travel.site_ids)
+    cols = list(kg["school_id"]) + list(cands["site_id"])
+    known = site_index.get_indexer(cols)
+    dense = np.full((len(ds.units), len(cols)), np.inf)
+    dense[:, known >= 0] = dist[:, known[known >= 0]]
+    if closed_schools is not None and len(closed_schools):
+        # a closed school's building is where the school was
+        for j, sid in enumerate(cols):
+            if known[j] < 0 and sid.startswith("closed:"):
+                dense[:, j] = dist[:, site_index.get_loc(sid.removeprefix("closed:"))]
+    distance = pd.DataFrame(dense, index=ds.unit_codes, columns=cols)
+    units = ds.units[["unit_code", "township_code", "urban"]]
+    common = dict(enrollment_rate=float(k["enrollment_rate"]), urban_radius_m=float(k["urban_radius_m"]),
+                  rural_radius_m=float(k["rural_radius_m"]))
+    targets = {"inclusive_share_min": float(sc["enrollment"]["kindergarten_inclusive_share_target"]),
+               "public_share_min": float(sc["enrollment"]["kindergarten_public_share_target"])}
+    plan = plan_kindergartens(units, kg, cands, children, distance, year=design, quantile=0.5,
+                              n_new_sites=int(k["new_sites"]), targets=targets, **common)
+    years = project_kindergarten_years(plan, units, kg, cands, children, distance, years=[int(y) for y in en.years],
+                                       open_year=design, target_year=int(sc["enrollment"]["target_year"]), **common)
+    return KindergartenStage(plan=plan, years=years, children=children)
