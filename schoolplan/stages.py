@@ -95,6 +95,7 @@ class EnrollmentStage:
     school_quantiles: np.ndarray      # (Q, Y, S, 15)
     levels: object                    # forecast.levels.LevelForecast (parts: kindergarten sectors, senior tracks)
     attendance_info: dict
+    rural_share: np.ndarray           # (Y, S, 15) share of a school's pupils who live in rural units (mean over draws)
     quantiles: tuple[float, ...] = QUANTILES
 
     def district_by_level(self) -> pd.DataFrame:
@@ -165,6 +166,9 @@ def run_enrollment(ds: Dataset, sc: dict, pop: PopulationStage, travel, sites) -
              "junior": a["gravity_scale_m_junior"], "senior": a["gravity_scale_m_senior"]}
     rate = np.where(years > h, float(a["into_town_rate"]), 0.0)
     out = np.empty(unit_pupils.shape[:2] + (len(s), len(GRADES)))
+    mean_pupils = unit_pupils.mean(axis=0)  # (Y, U, G)
+    rural_part = np.zeros((len(years), len(s), len(GRADES)))
+    total_part = np.zeros_like(rural_part)
     info = {}
     for gi, g in enumerate(GRADES):
         g = int(g)
@@ -175,12 +179,15 @@ def run_enrollment(ds: Dataset, sc: dict, pop: PopulationStage, travel, sites) -
         if 1 <= g <= 9 and rate.any():
             town_seed = build_gravity_seed(dist, float(scale[LEVEL_OF[g]]), serves=serves & town)
             att_y = shift_to_town(att, ~urban_u, town & serves, rate, town_seed=town_seed)  # (Y, U, S)
-            out[..., gi] = np.einsum("nyu,yus->nys", unit_pupils[..., gi], att_y, optimize=True)
         else:
-            out[..., gi] = unit_pupils[..., gi] @ att
+            att_y = np.broadcast_to(att, (len(years),) + att.shape)
+        out[..., gi] = np.einsum("nyu,yus->nys", unit_pupils[..., gi], att_y, optimize=True)
+        total_part[..., gi] = np.einsum("yu,yus->ys", mean_pupils[..., gi], att_y)
+        rural_part[..., gi] = np.einsum("yu,yus->ys", mean_pupils[..., gi] * ~urban_u, att_y)
     q = summarise_draws(out, QUANTILES)
+    rural_share = np.divide(rural_part, total_part, out=np.zeros_like(rural_part), where=total_part > 0)
     return EnrollmentStage(years=years, grades=GRADES, unit_pupils=unit_pupils, school_pupils=out, school_quantiles=q,
-                           levels=lf, attendance_info=info)
+                           levels=lf, attendance_info=info, rural_share=rural_share)
 
 
 # ---------------------------------------------------------------------------------------------- capacity (status quo)
