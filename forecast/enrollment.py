@@ -70,6 +70,8 @@ ETS_MIN_OBS = 5
 SES_ALPHA_GRID = np.linspace(0.1, 1.0, 10)
 COHORT_CLASSES = ("new", "enrolled")
 INTERVAL_METHOD = "block"
+RECENCY: float | str = "auto"
+PREFER_SIMPLE = True
 DEFAULT_QUANTILES = QUANTILES
 _MEAN_RE = re.compile(r"^mean(\d+)$")
 
@@ -274,14 +276,24 @@ def compute_conformal_quantile(errors: np.ndarray, p: float, n_eff: float | None
 
 
 def compute_block_quantiles(errors: np.ndarray, blocks: np.ndarray, levels: Sequence[float],
-                            n_grid: int = 99, n_resid: int = 200) -> np.ndarray:
+                            n_grid: int = 99, n_resid: int = 200, *, ages: np.ndarray | None = None,
+                            recency: float | str = 1.0) -> np.ndarray:
     """Predictive quantiles of a new error = common shock + idiosyncratic residual.
 
     The errors of one block (one origin: every series and grade forecast from it shares the shocks of its
     target years) are split into the block mean ``μ_b`` and residuals ``e − μ_b``.  The shock of a new block
-    is predicted from the ``k`` block means as ``mean(μ) + s_μ·sqrt(1 + 1/k)·t_{k−1}`` (Student t: few blocks,
-    wide intervals), the residual is drawn from the pooled residuals; the quantiles of the sum are read off the
-    convolution of ``n_grid`` t quantiles with ``n_resid`` residual quantiles.  With fewer than two blocks:
+    is predicted from the ``k`` block means as ``m + s·sqrt(1 + 1/k')·t_{k'−1}`` (Student t: few blocks, wide
+    intervals) with ``m`` the plain mean of the block means and ``s`` their spread about ``m``; the residual is
+    drawn from the pooled residuals; the quantiles of the sum are read off the convolution of ``n_grid`` t
+    quantiles with ``n_resid`` residual quantiles.
+
+    ``ages`` (flat, one per error; equal within a block) is how many years before the launch the block's
+    target year was observed (0 = the latest).  With ``recency`` ``ρ < 1`` the spread is an exponentially
+    weighted mean square, block weight ``ρ^age`` (shocks come in runs — a pandemic, a wave of arrivals — so the
+    latest shocks say most about the next one), and ``k'`` is the Kish effective number of blocks
+    ``(Σw)² / Σw²``; ``ρ = 1`` is the plain estimate.  ``recency="auto"`` picks ``ρ`` from
+    :data:`RECENCY_GRID` by the one-step-ahead predictive log score of the block means themselves (each block
+    mean predicted from the older ones only, :func:`choose_recency`).  With fewer than two blocks:
     :func:`compute_conformal_quantile` of the pool.  Returns ``(len(levels),)``.
     """
     from scipy import stats
@@ -295,11 +307,54 @@ def compute_block_quantiles(errors: np.ndarray, blocks: np.ndarray, levels: Sequ
     if k < 2:
         return np.array([compute_conformal_quantile(errors, p) for p in levels])
     means = np.bincount(inv, weights=errors) / counts
+    block_age = (np.bincount(inv, weights=np.asarray(ages, dtype=float)) / counts if ages is not None
+                 else np.zeros(k))
+    rho = choose_recency(means, block_age) if isinstance(recency, str) else float(recency)
+    center, spread, k_eff = _weigh_shocks(means, block_age, rho)
     resid = errors - means[inv]
     grid = (np.arange(n_grid) + 0.5) / n_grid
-    shock = means.mean() + np.std(means, ddof=1) * math.sqrt(1 + 1 / k) * stats.t.ppf(grid, df=k - 1)
+    shock = center + spread * math.sqrt(1 + 1 / k_eff) * stats.t.ppf(grid, df=max(k_eff - 1, 1.0))
     resid_q = np.quantile(resid, (np.arange(n_resid) + 0.5) / n_resid)
     return np.quantile((shock[:, None] + resid_q[None, :]).ravel(), levels)
+
+
+RECENCY_GRID: tuple[float, ...] = (1.0, 0.7, 0.5)
+
+
+def _weigh_shocks(means: np.ndarray, ages: np.ndarray, rho: float) -> tuple[float, float, float]:
+    """Centre (plain mean), recency-weighted spread (weights ``ρ^age``, unbiased for the effective size) and
+    Kish effective number of the block means ``means (k,)``."""
+    w = rho ** np.asarray(ages, dtype=float)
+    k_eff = float(w.sum() ** 2 / np.sum(w**2))
+    center = float(means.mean())
+    ms = float(np.sum(w * (means - center) ** 2) / w.sum())
+    spread = math.sqrt(ms * k_eff / max(k_eff - 1, 1e-9)) if k_eff > 1 else float(np.std(means, ddof=1))
+    return center, spread, k_eff
+
+
+def choose_recency(means: np.ndarray, ages: np.ndarray, grid: Sequence[float] = RECENCY_GRID,
+                   min_history: int = 3) -> float:
+    """Recency weight ``ρ`` from ``grid`` with the best one-step-ahead predictive log score of a sequence of
+    block means ``means (k,)`` observed ``ages (k,)`` years before the launch: every block from the
+    ``min_history + 1``-th oldest on is predicted (Student t of :func:`compute_block_quantiles`) from the older
+    blocks only, ages counted from that block.  The first grid value (no down-weighting) when fewer than two
+    blocks can be scored or on ties."""
+    from scipy import stats
+
+    order = np.argsort(-np.asarray(ages, dtype=float), kind="stable")
+    m, a = np.asarray(means, dtype=float)[order], np.asarray(ages, dtype=float)[order]
+    if m.size - min_history < 2:
+        return float(grid[0])
+    best, best_score = float(grid[0]), -np.inf
+    for rho in grid:
+        score = 0.0
+        for t in range(min_history, m.size):
+            center, spread, k_eff = _weigh_shocks(m[:t], a[:t] - a[t], rho)
+            scale = max(spread * math.sqrt(1 + 1 / k_eff), 1e-12)
+            score += float(stats.t.logpdf(m[t], df=max(k_eff - 1, 1.0), loc=center, scale=scale))
+        if score > best_score + 1e-12:
+            best, best_score = float(rho), score
+    return best
 
 
 @dataclass(frozen=True)
@@ -311,7 +366,9 @@ class ErrorModel:
     errors could be borrowed); ``pool_size``: ``(H, 2)`` errors behind each cell; ``effective_size``:
     ``(H, 2)`` their effective number (:func:`compute_effective_size`); ``borrowed_from``: ``(H, 2)`` the
     horizon (1-based) whose errors were used (scaled by ``(h / h_ref)^growth``), 0 where none;
-    ``growth``: ``(2,)`` the exponent used per class.
+    ``growth``: ``(2,)`` the exponent used per class; ``grade_scale``: ``(H, G)`` or None — a per-grade
+    multiplier of the quantiles of the cell's (horizon, class) pool (the grade's error scale relative to its
+    pool, shrunk towards 1 where the grade has few errors; :func:`calibrate_errors` with ``grades``).
     """
 
     levels: np.ndarray
@@ -320,6 +377,7 @@ class ErrorModel:
     effective_size: np.ndarray
     borrowed_from: np.ndarray
     growth: np.ndarray = field(default_factory=lambda: np.ones(2))
+    grade_scale: np.ndarray | None = None
 
     def log_quantile(self, level: float, horizon: int, n_grades: int) -> np.ndarray:
         """Log-error quantile ``(H, G)`` at a calibrated ``level``."""
@@ -331,7 +389,17 @@ class ErrorModel:
             raise ForecastError("horizon not calibrated", [Problem(
                 "horizon", f"{horizon} > calibrated {self.quantiles.shape[1]}", "calibrate for the full horizon")])
         cls = classify_cohorts(horizon, n_grades)
-        return self.quantiles[i, :horizon][np.arange(horizon)[:, None], cls]
+        return self.quantiles[i, :horizon][np.arange(horizon)[:, None], cls] * self.scale_grades(horizon, n_grades)
+
+    def scale_grades(self, horizon: int, n_grades: int) -> np.ndarray:
+        """Per-grade multiplier ``(H, G)`` of the pooled quantiles (ones without a grade scale)."""
+        if self.grade_scale is None:
+            return np.ones((horizon, n_grades))
+        if self.grade_scale.shape[1] != n_grades:
+            raise ForecastError("grades not calibrated", [Problem(
+                "point", f"{n_grades} grades, the error model was calibrated for {self.grade_scale.shape[1]}",
+                "apply the model to forecasts of the grades it was calibrated on")])
+        return self.grade_scale[:horizon]
 
     def apply(self, point: np.ndarray, level: float) -> np.ndarray:
         """Quantile ``level`` of forecasts ``point`` ``(..., S, H, G)``: ``point × exp(q(level, h, class))``."""
@@ -353,10 +421,32 @@ def _estimate_growth(pools: dict, full: list[int], cls: int, default: float = 1.
     return float(np.clip(slope, 0.5, 1.5))
 
 
+def compute_grade_scale(errors: np.ndarray, grades: np.ndarray, n_grades: int, shrinkage: float) -> np.ndarray:
+    """Error scale of each grade relative to its pool, shrunk towards 1.
+
+    ``errors``, ``grades`` (indices ``0..n_grades − 1``): flat arrays of one pool.  Raw ratio
+    ``r_g = mean|e_g| / mean|e|``; shrunk ``(n_g r_g + shrinkage) / (n_g + shrinkage)`` with ``n_g`` the grade's
+    errors (a grade with few errors keeps the pool's scale).  Returns ``(n_grades,)`` (1 for absent grades).
+    """
+    errors = np.asarray(errors, dtype=float)
+    grades = np.asarray(grades, dtype=int)
+    scale = np.ones(n_grades)
+    pooled = np.mean(np.abs(errors)) if errors.size else 0.0
+    if pooled <= 0:
+        return scale
+    n_g = np.bincount(grades, minlength=n_grades).astype(float)
+    sum_abs = np.bincount(grades, weights=np.abs(errors), minlength=n_grades)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        raw = np.where(n_g > 0, sum_abs / np.maximum(n_g, 1) / pooled, 1.0)
+    return (n_g * raw + shrinkage) / (n_g + shrinkage)
+
+
 def calibrate_errors(log_errors: np.ndarray, cohort_class: np.ndarray, horizon_index: np.ndarray, horizon: int,
                      levels: Sequence[float], *, min_pool: int = 20, min_blocks: int = 3,
                      blocks: np.ndarray | None = None, growth_exponent: float | None = None,
-                     method: str = INTERVAL_METHOD) -> ErrorModel:
+                     method: str = INTERVAL_METHOD, ages: np.ndarray | None = None, recency: float | str = 1.0,
+                     grades: np.ndarray | None = None, n_grades: int | None = None,
+                     grade_shrinkage: float | None = None) -> ErrorModel:
     """Build an :class:`ErrorModel` from pooled backtest log errors ``log(actual / forecast)``.
 
     ``log_errors``, ``cohort_class`` (0/1), ``horizon_index`` (0-based) and ``blocks`` (e.g. the origin of each
@@ -364,14 +454,28 @@ def calibrate_errors(log_errors: np.ndarray, cohort_class: np.ndarray, horizon_i
     (horizon, class) pool with fewer than ``min_pool`` errors or ``min_blocks`` blocks borrows the errors of the
     longest horizon below it of the same class that has enough (or else the largest pool of that class), scaled
     by ``(h / h_ref)^k``: ``k = growth_exponent``, or estimated from the well-filled horizons
-    (:func:`_estimate_growth`: ½ for independent yearly ratio errors, 1 for persistent ones).  Quantiles at ``levels`` are split-conformal, widened with the effective pool size
-    (:func:`compute_conformal_quantile`, :func:`compute_effective_size`).
+    (:func:`_estimate_growth`: ½ for independent yearly ratio errors, 1 for persistent ones).
+    Quantiles at ``levels``: ``method="block"`` (:func:`compute_block_quantiles`, with ``ages`` — flat, years
+    between each error's target year and the launch — and ``recency``) or ``"conformal"`` (split-conformal,
+    widened with the effective pool size: :func:`compute_conformal_quantile`, :func:`compute_effective_size`).
+
+    ``grades`` (flat grade indices ``0..n_grades − 1``): the errors of each pool are divided by their grade's
+    relative scale (:func:`compute_grade_scale`, shrinkage ``grade_shrinkage`` errors, default ``min_pool``)
+    before the quantiles are taken, and the model multiplies them back per grade (``ErrorModel.grade_scale``).
     """
     levels = np.asarray(levels, dtype=float)
     log_errors = np.asarray(log_errors, dtype=float)
     ok = np.isfinite(log_errors)
     log_errors, cohort_class, horizon_index = log_errors[ok], np.asarray(cohort_class)[ok], np.asarray(horizon_index)[ok]
     blocks = np.arange(log_errors.size) if blocks is None else np.asarray(blocks)[ok]
+    ages = None if ages is None else np.asarray(ages, dtype=float)[ok]
+    by_grade = grades is not None
+    if by_grade:
+        grades = np.asarray(grades, dtype=int)[ok]
+        n_grades = int(grades.max()) + 1 if n_grades is None and grades.size else int(n_grades or 1)
+        shrink = float(min_pool if grade_shrinkage is None else grade_shrinkage)
+        grade_scale = np.ones((horizon, n_grades))
+        cell_class = classify_cohorts(horizon, n_grades)
     quant = np.full((levels.size, horizon, 2), np.nan)
     size = np.zeros((horizon, 2), dtype=int)
     eff = np.zeros((horizon, 2))
@@ -397,13 +501,23 @@ def calibrate_errors(log_errors: np.ndarray, cohort_class: np.ndarray, horizon_i
             if ref < 0 or pools[(ref, c)].size == 0:
                 continue
             pool = pools[(ref, c)] * ((h + 1) / (ref + 1)) ** growth[c]
-            ne = compute_effective_size(pool, blocks[sel[(ref, c)]])
+            pool_blocks = blocks[sel[(ref, c)]]
+            if by_grade:
+                scale = compute_grade_scale(pool, grades[sel[(ref, c)]], n_grades, shrink)
+                pool = pool / scale[grades[sel[(ref, c)]]]
+                in_class = cell_class[h] == c
+                grade_scale[h, in_class] = scale[in_class]
+            ne = compute_effective_size(pool, pool_blocks)
             size[h, c], eff[h, c], src[h, c] = pool.size, ne, ref + 1
             if method == "block":
-                quant[:, h, c] = compute_block_quantiles(pool, blocks[sel[(ref, c)]], levels)
-            else:
+                pool_ages = None if ages is None else ages[sel[(ref, c)]]
+                quant[:, h, c] = compute_block_quantiles(pool, pool_blocks, levels, ages=pool_ages, recency=recency)
+            elif method == "conformal":
                 quant[:, h, c] = [compute_conformal_quantile(pool, p, n_eff=ne) for p in levels]
-    return ErrorModel(levels, quant, size, eff, src, growth)
+            else:
+                raise ForecastError("unknown interval method", [Problem(
+                    "interval_method", f"{method!r}", "use 'block' or 'conformal'")])
+    return ErrorModel(levels, quant, size, eff, src, growth, grade_scale if by_grade else None)
 
 
 # ------------------------------------------------------------------------------------ method selection
@@ -414,14 +528,17 @@ def _default_index(methods: Sequence[str], default_method: str) -> int:
 
 
 def select_methods(abs_log_errors: np.ndarray, methods: Sequence[str], default_method: str,
-                   min_scored: int = 2) -> np.ndarray:
+                   min_scored: int = 2, prefer_simple: bool = False) -> np.ndarray:
     """Choose a method per series from ratio backtest errors.
 
     ``abs_log_errors``: ``(M, N, K)`` absolute log errors of method ``m`` for series ``n`` over ``K`` scored
     (origin, horizon) pairs (NaN = not available).  Methods with fewer than ``min_scored`` errors are not
     eligible; eligible methods are compared on the pairs where all of them are available, the least mean error
     wins (earlier method on ties); with nothing to compare, ``default_method`` (or the first method when it is
-    not in ``methods``).  Returns ``(N,)`` method indices.
+    not in ``methods``).  With ``prefer_simple`` (methods listed simplest first) the *one-standard-error rule*
+    breaks near-ties: the first eligible method whose mean error exceeds the best one's by at most one standard
+    error of their paired differences wins (a noisy backtest does not pick a more complex method for a
+    difference it cannot resolve).  Returns ``(N,)`` method indices.
     """
     m_count, n_series, _ = abs_log_errors.shape
     avail = np.isfinite(abs_log_errors)
@@ -432,6 +549,15 @@ def select_methods(abs_log_errors: np.ndarray, methods: Sequence[str], default_m
     n_common = common.sum(axis=1)
     score = np.where(eligible & (n_common >= min_scored)[None], scored / np.maximum(n_common, 1)[None], np.inf)
     choice = np.argmin(score, axis=0)
+    if prefer_simple:
+        best = np.take_along_axis(abs_log_errors, choice[None, :, None], axis=0)  # (1, N, K)
+        diff = np.where(common[None], abs_log_errors - best, np.nan)  # (M, N, K)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            se = np.nanstd(diff, axis=2, ddof=1) / np.sqrt(np.maximum(n_common, 1))[None]
+        with np.errstate(invalid="ignore"):
+            close = np.isfinite(score) & (score - score.min(axis=0)[None] <= np.nan_to_num(se, nan=0.0) + 1e-15)
+        choice = np.argmax(close, axis=0)
     none = ~np.isfinite(score.min(axis=0))
     choice[none] = _default_index(methods, default_method)
     return choice
@@ -533,7 +659,8 @@ def _future_block(values: np.ndarray, o: int, horizon: int) -> np.ndarray:
 
 def forecast_ratios_by_backtest(history: np.ndarray, horizon: int, *, methods: Sequence[str] = METHODS,
                                 default_method: str = "mean3", select_horizon: int = 3,
-                                ses_alpha: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                                ses_alpha: float | None = None,
+                                prefer_simple: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Carry ratio series forward with the method each one's own rolling-origin backtest prefers.
 
     ``history``: ``(N, L)`` ratio series (NaN = not observed).  Every column from the second to the
@@ -551,7 +678,8 @@ def forecast_ratios_by_backtest(history: np.ndarray, horizon: int, *, methods: S
         cube = _forecast_cube(history[:, :, None], methods, origins, length - 2, ses_alpha)[..., 0]  # (M, O, N, Hb)
         actual = np.stack([_future_block(history, o, length - 2) for o in origins])  # (O, N, Hb)
         err = np.abs(np.log(cube / actual[None]))[..., :select_horizon]
-        choice = select_methods(err.transpose(0, 2, 1, 3).reshape(len(methods), n, -1), methods, default_method)
+        choice = select_methods(err.transpose(0, 2, 1, 3).reshape(len(methods), n, -1), methods, default_method,
+                                prefer_simple=prefer_simple)
         backtest = np.take_along_axis(cube, choice[None, None, :, None], axis=0)[0]
     else:
         choice = np.full(n, _default_index(methods, default_method))
@@ -568,7 +696,9 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
                         default_method: str = "mean3", select_horizon: int = 3, level: float = 0.8,
                         min_pool: int = 20, n_bootstrap: int = 200, bootstrap_window: int = 3,
                         ses_alpha: float | None = None, first_origin: int = 1, seed: int = 0,
-                        interval_method: str = INTERVAL_METHOD, select_by: str = "series") -> Backtest:
+                        interval_method: str = INTERVAL_METHOD, select_by: str = "series",
+                        recency: float | str = RECENCY, scale_by_grade: bool = True,
+                        prefer_simple: bool = PREFER_SIMPLE) -> Backtest:
     """Rolling-origin backtest on arrays.
 
     ``pupils``: ``(S, Y, G)`` for consecutive ``years``; ``driver``: ``(S, Y + E)`` aligned to school years
@@ -612,10 +742,12 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
         errs = abs_err.transpose(0, 1, 3, 2, 4)[:, usable, :, :]  # (M, K, S, G)
         if select_by == "grade":  # one choice per grade, errors pooled over series
             errs = errs.transpose(0, 3, 2, 1).reshape(len(methods), n_grades, -1)
-            chosen[j] = np.broadcast_to(select_methods(errs, methods, default_method), (n_series, n_grades))
+            chosen[j] = np.broadcast_to(select_methods(errs, methods, default_method, prefer_simple=prefer_simple),
+                                        (n_series, n_grades))
         else:
             errs = errs.transpose(0, 2, 3, 1).reshape(len(methods), n_series * n_grades, -1)
-            chosen[j] = select_methods(errs, methods, default_method).reshape(n_series, n_grades)
+            chosen[j] = select_methods(errs, methods, default_method,
+                                       prefer_simple=prefer_simple).reshape(n_series, n_grades)
         ratio_fc = np.take_along_axis(cube[:, j], chosen[j][None, :, None, :], axis=0)[0]  # (S, H, G)
         drv = _future_block(driver, o, horizon)
         fc[j] = project_pupils(pupils[:, o], drv, ratio_fc)
@@ -630,8 +762,11 @@ def run_backtest_arrays(pupils: np.ndarray, driver: np.ndarray, *, years: Sequen
             hh = np.broadcast_to(np.arange(horizon)[None, None, :, None], e.shape)
             cc = np.broadcast_to(cls[None, None], e.shape)
             bb = np.broadcast_to(np.arange(j)[:, None, None, None], e.shape)
+            aa = np.broadcast_to((o - target[:j])[:, None, :, None], e.shape)  # years since the target was seen
+            gg = np.broadcast_to(np.arange(n_grades)[None, None, None, :], e.shape)
             model = calibrate_errors(e[mask], cc[mask], hh[mask], horizon, (lo_p, hi_p), min_pool=min_pool,
-                                     blocks=bb[mask], method=interval_method)
+                                     blocks=bb[mask], method=interval_method, ages=aa[mask], recency=recency,
+                                     grades=gg[mask] if scale_by_grade else None, n_grades=n_grades)
             lower[j], upper[j] = model.apply(fc[j], lo_p), model.apply(fc[j], hi_p)
         # plain bootstrap of the averaged ratio (last `bootstrap_window` ratios, resampled)
         hist = ratios_full[:, max(0, o + 1 - bootstrap_window): o + 1, :]  # (S, W, G)
@@ -713,7 +848,7 @@ class EnrollmentForecast:
             for c in (0, 1):
                 col = q[:, h, c]
                 qe[:, h, c] = np.interp(u, self.errors.levels, col) if np.isfinite(col).all() else 0.0
-        err = qe[:, np.arange(horizon)[:, None], cls]  # (D, H, G)
+        err = qe[:, np.arange(horizon)[:, None], cls] * self.errors.scale_grades(horizon, n_grades)[None]  # (D, H, G)
         return point * np.exp(err[:, None, :, :])
 
 
@@ -721,7 +856,8 @@ def forecast_grades(pupils: np.ndarray, driver: np.ndarray, driver_future: np.nd
                     grades: Sequence, keys: Sequence | None = None, methods: Sequence[str] = METHODS,
                     default_method: str = "mean3", select_horizon: int = 3, min_pool: int = 20,
                     levels: Sequence[float] = DEFAULT_QUANTILES, ses_alpha: float | None = None,
-                    interval_method: str = INTERVAL_METHOD) -> EnrollmentForecast:
+                    interval_method: str = INTERVAL_METHOD, recency: float | str = RECENCY,
+                    scale_by_grade: bool = True, prefer_simple: bool = PREFER_SIMPLE) -> EnrollmentForecast:
     """Forecast every grade ``H`` years past the history.
 
     ``pupils``: ``(S, Y, G)`` for consecutive ``years``; ``driver``: ``(S, Y)`` aligned history driver;
@@ -737,11 +873,12 @@ def forecast_grades(pupils: np.ndarray, driver: np.ndarray, driver_future: np.nd
     ratios = compute_ratios(pupils, np.asarray(driver, dtype=float))
     hist = ratios.transpose(0, 2, 1).reshape(n_series * n_grades, n_years)
     fut, choice, back = forecast_ratios_by_backtest(hist, horizon, methods=methods, default_method=default_method,
-                                                    select_horizon=select_horizon, ses_alpha=ses_alpha)
+                                                    select_horizon=select_horizon, ses_alpha=ses_alpha,
+                                                    prefer_simple=prefer_simple)
     fut = fut.reshape(n_series, n_grades, horizon).transpose(0, 2, 1)
     choice = choice.reshape(n_series, n_grades)
-    log_err = hh = cc = np.empty(0)
-    bb = np.empty(0, dtype=int)
+    log_err = hh = cc = aa = np.empty(0)
+    bb = gg = np.empty(0, dtype=int)
     origins = np.arange(1, n_years - 1)
     if origins.size:
         # errors of the procedure with the final choice, for calibration
@@ -755,8 +892,13 @@ def forecast_grades(pupils: np.ndarray, driver: np.ndarray, driver_future: np.nd
         cls = np.broadcast_to(classify_cohorts(bt_h, n_grades)[None, None], e.shape)
         hidx = np.broadcast_to(np.arange(bt_h)[None, None, :, None], e.shape)
         bidx = np.broadcast_to(np.arange(origins.size)[:, None, None, None], e.shape)
-        log_err, cc, hh, bb = e.ravel(), cls.ravel(), hidx.ravel(), bidx.ravel()
-    errors = calibrate_errors(log_err, cc, hh, horizon, levels, min_pool=min_pool, blocks=bb, method=interval_method)
+        age = (n_years - 1) - (origins[:, None] + 1 + np.arange(bt_h)[None, :])  # years since each target
+        aidx = np.broadcast_to(age[:, None, :, None], e.shape)
+        gidx = np.broadcast_to(np.arange(n_grades)[None, None, None, :], e.shape)
+        log_err, cc, hh, bb, aa, gg = e.ravel(), cls.ravel(), hidx.ravel(), bidx.ravel(), aidx.ravel(), gidx.ravel()
+    errors = calibrate_errors(log_err, cc, hh, horizon, levels, min_pool=min_pool, blocks=bb, method=interval_method,
+                              ages=aa if log_err.size else None, recency=recency,
+                              grades=gg if scale_by_grade and log_err.size else None, n_grades=n_grades)
     point = project_pupils(pupils[:, -1], driver_future, fut)
     years = np.asarray(years)
     return EnrollmentForecast(years=years[-1] + 1 + np.arange(horizon), grades=tuple(grades),
