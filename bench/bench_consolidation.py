@@ -275,8 +275,9 @@ def main():
              f"- machine: {machine()}",
              f"- load before: `{before}`", f"- load after: `{after}` (other helpers run concurrently)",
              f"- command: `{cmd}`",
-             "- settings: mip_rel_gap 1e-3, k_nearest 12, integer classes, fractional assignment, rule eq; "
-             f"wall = best of {args.repeat} (prepare + LP warm start + fixed-y MILP + main MILP)",
+             "- settings: mip_rel_gap 1e-3, k_nearest 20 (LP-widened), integer classes, fractional assignment, "
+             f"rule eq, straight-line distance × 1.3; wall = best of {args.repeat} for p = 85 (prepare + nearest-K "
+             "widening LPs + LP warm start + LP-and-fix + stage 1 + stage 2); MILP s = stage 1 + stage 2",
              "- `gap` is HiGHS's relative gap on the whole objective; `gap_excl_fixed_running` divides the same "
              "absolute gap by the objective minus the running cost of the `target` open schools (a constant "
              "under rule eq), i.e. the gap on travel + capital + slack.",
