@@ -28,6 +28,7 @@ __all__ = [
     "extract_point_xy",
     "extract_district_polygon",
     "find_points_outside",
+    "label_river_sides",
 ]
 
 #: The metric CRS used for computation (CGCS2000 / 3-degree Gauss–Krüger CM 108E, metres).
@@ -186,3 +187,22 @@ def find_points_outside(xy: np.ndarray, ids: Sequence, district, layer: str,
                            "they are still routed but may be mis-coded",
                     "check their coordinates and township codes, or extend the district outline",
                     format_rows(ids[out].tolist()))]
+
+
+def label_river_sides(xy: np.ndarray, district, rivers: Sequence, *, gap_m: float = 1.0) -> np.ndarray:
+    """Label of the river-bounded part of the district each point lies in, ``(n,)`` int.
+
+    The district polygon is cut by the river lines (buffered by ``gap_m``); parts are numbered by decreasing
+    area.  A point on a river line or outside the district takes the label of the nearest part.  Used to keep
+    at least one school on every bank that has pupils (bridges let pupils cross, but a bank without a school
+    is not a layout the plan accepts).
+    """
+    poly = extract_district_polygon(district)
+    cut = poly
+    for line in rivers:
+        cut = shapely.difference(cut, shapely.buffer(line, gap_m))
+    parts = sorted(shapely.get_parts(cut), key=lambda p: -shapely.area(p))
+    xy = np.asarray(xy, dtype=float)
+    pts = shapely.points(xy)
+    dist = np.column_stack([shapely.distance(p, pts) for p in parts]) if parts else np.zeros((len(xy), 1))
+    return np.argmin(dist, axis=1)

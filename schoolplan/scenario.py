@@ -75,6 +75,24 @@ DEFAULTS: dict[str, Any] = {
         "detour_factor": 1.3,
         "k_nearest": 40,
     },
+    "consolidation": {
+        "demand": "design_year",
+        "demand_quantile": 0.5,
+        "rule": "exactly",
+        "teaching_points_count": False,
+        "allow_new_schools": True,
+        "max_expand_urban": 12,
+        "max_expand_rural": 6,
+        "travel_limit_m_urban_primary": 3000.0,
+        "travel_limit_m_urban_junior": 5000.0,
+        "travel_limit_m_rural_primary": 5000.0,
+        "travel_limit_m_rural_junior": 10000.0,
+        "must_keep": [],
+        "k_nearest": 20,
+        "time_limit_s": 20.0,
+        "mip_rel_gap": 0.001,
+        "tradeoff_targets": [75, 85, 95, 105],
+    },
     "kindergarten": {
         "new_sites": 16,
         "enrollment_rate": 0.98,
@@ -238,6 +256,15 @@ def load_scenario(path: str | Path) -> Scenario:
     if m["housing_external_share"] + m["housing_rural_share"] > 1:
         problems.append(Problem(str(path), "migration.housing_external_share + housing_rural_share > 1",
                                 "the two shares of housing occupants (from outside, from rural units) must sum to at most 1; the rest come from other urban units"))
+    c = values["consolidation"]
+    if c["demand"] not in ("design_year", "peak"):
+        problems.append(Problem(str(path), f"consolidation.demand = {c['demand']!r}", "use design_year or peak"))
+    if c["rule"] not in ("exactly", "at_most"):
+        problems.append(Problem(str(path), f"consolidation.rule = {c['rule']!r}", "use exactly or at_most"))
+    if not 0 < c["demand_quantile"] < 1:
+        problems.append(Problem(str(path), f"consolidation.demand_quantile = {c['demand_quantile']}", "a probability, e.g. 0.5 or 0.9"))
+    if not all(isinstance(t, int) and t > 0 for t in c["tradeoff_targets"]):
+        problems.append(Problem(str(path), "consolidation.tradeoff_targets must be positive integers", "e.g. [75, 85, 95, 105]"))
     for k, v in values["class_size"].items():
         if v <= 0:
             problems.append(Problem(str(path), f"class_size.{k} = {v} must be positive", "give a positive number of pupils per class"))

@@ -16,6 +16,7 @@ from forecast.migration import (calculate_age_schedule, calculate_rural_urban_mi
                                 split_net_migration)
 from forecast.population import ProjectionInputs, build_housing_migration, build_projection_inputs, project_inputs
 from forecast.stochastic import QUANTILES, StochasticProjection, project_draws
+from forecast.errors import Problem
 from schoolplan.dataset import Dataset
 
 __all__ = ["PopulationStage", "run_population"]
@@ -289,3 +290,123 @@ def run_kindergartens(ds: Dataset, sc: dict, pop: PopulationStage, en: Enrollmen
     years = project_kindergarten_years(plan, units, kg, cands, children, distance, years=[int(y) for y in en.years],
                                        open_year=design, target_year=int(sc["enrollment"]["target_year"]), **common)
     return KindergartenStage(plan=plan, years=years, children=children)
+
+
+# ---------------------------------------------------------------------------------------------- consolidation
+
+
+@dataclass
+class ConsolidationStage:
+    result: object                 # layout.consolidation.ConsolidationResult for the scenario's target
+    sites: pd.DataFrame            # site frame (school_id, township_code, urban, level, existing) in site order
+    decisions: pd.DataFrame        # per-school decision table (+ names, townships)
+    units: pd.DataFrame            # per unit × level: assigned school, travel, boarding, unserved
+    travel: pd.DataFrame           # travel before/after by level × urban/rural
+    diagnosis: pd.DataFrame        # shortfalls (empty when the target is met under the rules)
+    message: str
+    curve: pd.DataFrame            # trade-off: school count vs travel and cost
+    demand_year: str
+    equity: pd.DataFrame           # 校际差异系数 before/after per indicator × level
+
+
+def consolidation_demand(sc: dict, en: EnrollmentStage, unit_codes) -> tuple[np.ndarray, str]:
+    """Pupils by unit × (primary, junior) for the design year or the peak year over the horizon, at the scenario's
+    demand quantile (per draw level totals, then the quantile)."""
+    from forecast.stochastic import calculate_quantiles
+
+    c = sc["consolidation"]
+    q = float(c["demand_quantile"])
+    prim = np.isin(en.grades, range(1, 7))
+    jun = np.isin(en.grades, range(7, 10))
+    per_draw = np.stack([en.unit_pupils[..., prim].sum(-1), en.unit_pupils[..., jun].sum(-1)], axis=-1)  # (N, Y, U, 2)
+    dem = calculate_quantiles(per_draw, (q,), axis=0)[0]  # (Y, U, 2)
+    years = en.years
+    if c["demand"] == "peak":
+        from_design = years >= sc["horizon"]["design_year"]
+        sub = dem[from_design]
+        idx = np.argmax(sub.sum(axis=(1, 2)))
+        return sub[idx], f"peak school year {int(years[from_design][idx])} (quantile {q:g})"
+    yi = int(np.flatnonzero(years == sc["horizon"]["design_year"])[0])
+    return dem[yi], f"design school year {int(years[yi])} (quantile {q:g})"
+
+
+def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> ConsolidationStage:
+    from layout.consolidation import (ConsolidationCosts, ConsolidationRules, build_sites_from_frames, diagnose,
+                                      prepare_consolidation, solve_consolidation, tradeoff_curve)
+    from layout.equity import assess_equity, compare_equity, merge_schools_frame
+    from layout.geo import extract_point_xy, label_river_sides, project_to_metric
+
+    c, cs, sz, co = sc["consolidation"], sc["class_size"], sc["school_size"], sc["costs"]
+    rules = ConsolidationRules(
+        class_size_cap=(int(cs["primary"]), int(cs["junior"])),
+        travel_limit_m=np.array([[c["travel_limit_m_urban_primary"], c["travel_limit_m_rural_primary"]],
+                                 [c["travel_limit_m_urban_junior"], c["travel_limit_m_rural_junior"]]], dtype=float),
+        max_pupils_per_school=float(sz["max_pupils"]), max_classes_single_level=int(sz["max_classes_primary"]),
+        max_classes_nine_year=int(sz["max_classes_nine_year"]))
+    r, n = float(co["discount_rate"]), int(co["annuity_years"])
+    annuity = r / (1 - (1 + r) ** -n) if r > 0 else 1.0 / n
+    costs = ConsolidationCosts(
+        travel_cny_per_pupil_km_year=(float(co["travel_cny_per_pupil_km_year"]),) * 2,
+        classroom_cost_cny=float(co["classroom_cny"]), new_school_fixed_cny=float(co["new_school_cny"]),
+        new_school_per_classroom_cny=0.0, boarding_bed_cost_cny=float(co["boarding_bed_cny"]),
+        running_cost_cny_per_year=float(co["running_cny_per_school_year"]), annuity_factor=annuity)
+    schools = ds.schools.drop(columns="geometry")
+    must_keep = set(c["must_keep"])
+    unknown = must_keep - set(schools["school_id"])
+    if unknown:
+        from schoolplan.errors import ScenarioError
+        raise ScenarioError("consolidation.must_keep names unknown schools",
+                            [Problem("consolidation.must_keep", f"{sorted(unknown)[:5]}", "use school_id values from schools.geojson")])
+    schools["must_keep"] = schools["must_keep"] | schools["school_id"].isin(must_keep)
+    cands = None
+    if ds.candidate_sites is not None and c["allow_new_schools"]:
+        cands = ds.candidate_sites.drop(columns="geometry")
+    site_obj, site_frame = build_sites_from_frames(schools, cands, rules=rules, costs=costs,
+                                                   max_expand_urban=int(c["max_expand_urban"]),
+                                                   max_expand_rural=int(c["max_expand_rural"]),
+                                                   teaching_points_count=bool(c["teaching_points_count"]))
+    demand, demand_label = consolidation_demand(sc, en, ds.unit_codes)
+    col = pd.Index(travel.site_ids).get_indexer(site_frame["school_id"])
+    dist = travel.to_dense(np.inf)[:, col]
+    urban = ds.units["urban"].to_numpy(bool)
+    # river sides: a bank with pupils keeps at least one school of each level
+    district = project_to_metric(ds.district, "district")
+    rivers = list(project_to_metric(ds.rivers, "rivers").geometry) if ds.rivers is not None else []
+    unit_side = label_river_sides(extract_point_xy(project_to_metric(ds.units, "units"), "units"), district, rivers)
+    pts = pd.concat([ds.schools[["school_id", "geometry"]],
+                     ds.candidate_sites[["site_id", "geometry"]].rename(columns={"site_id": "school_id"})
+                     if ds.candidate_sites is not None else ds.schools[["school_id", "geometry"]].iloc[:0]])
+    pts = pts.set_index("school_id").loc[site_frame["school_id"]]
+    import geopandas as gpd
+    site_xy = extract_point_xy(project_to_metric(gpd.GeoDataFrame(pts.reset_index(), geometry="geometry", crs=ds.schools.crs), "sites"),
+                               "sites", lonlat_columns=None)
+    site_side = label_river_sides(site_xy, district, rivers)
+    problem = prepare_consolidation(demand, dist, urban, site_obj, rules=rules, costs=costs,
+                                    unit_component=unit_side, site_component=site_side, k_nearest=int(c["k_nearest"]))
+    target = int(sc["targets"]["compulsory_schools"])
+    rule = "le" if c["rule"] == "at_most" else "eq"
+    res = solve_consolidation(problem, target, rule=rule, time_limit_s=float(c["time_limit_s"]),
+                              mip_rel_gap=float(c["mip_rel_gap"]))
+    names = ds.schools.set_index("school_id")["name"]
+    tnames = ds.township_names()
+    decisions = res.site_table(site_frame["school_id"].to_numpy())
+    decisions.insert(1, "name", decisions["school_id"].map(names).fillna("candidate site (synthetic)"))
+    decisions.insert(2, "level", site_frame["level"].to_numpy())
+    decisions.insert(3, "township_code", site_frame["township_code"].to_numpy())
+    decisions.insert(4, "township", site_frame["township_code"].map(tnames).to_numpy())
+    units = res.unit_table(ds.unit_codes, site_frame["school_id"].to_numpy())
+    diag, msg = diagnose(res, unit_codes=ds.unit_codes, unit_township=ds.units["township_code"].to_numpy(),
+                         site_ids=site_frame["school_id"].to_numpy(), site_township=site_frame["township_code"].to_numpy())
+    curve = pd.DataFrame()
+    if c["tradeoff_targets"]:
+        curve, _ = tradeoff_curve(problem, [int(t) for t in c["tradeoff_targets"]], rule="eq",
+                                  time_limit_s=float(c["time_limit_s"]), mip_rel_gap=float(c["mip_rel_gap"]))
+    # 校际差异系数 before and after: closed schools merged into their receiving school
+    closed = decisions[(decisions["decision"] == "close") & decisions["receiving_school_id"].notna()]
+    receiver = dict(zip(closed["school_id"], closed["receiving_school_id"]))
+    receiver = {k: v for k, v in receiver.items() if v in set(ds.schools["school_id"])}
+    before = assess_equity(ds.schools.drop(columns="geometry"))
+    after = assess_equity(merge_schools_frame(ds.schools.drop(columns="geometry"), receiver))
+    equity = compare_equity(before, after)
+    return ConsolidationStage(result=res, sites=site_frame, decisions=decisions, units=units, travel=res.travel_table(),
+                              diagnosis=diag, message=msg, curve=curve, demand_year=demand_label, equity=equity)
