@@ -410,3 +410,155 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
     equity = compare_equity(before, after)
     return ConsolidationStage(result=res, sites=site_frame, decisions=decisions, units=units, travel=res.travel_table(),
                               diagnosis=diag, message=msg, curve=curve, demand_year=demand_label, equity=equity)
+
+
+# ---------------------------------------------------------------------------------------------- the planned layout
+
+
+@dataclass
+class PlanLayout:
+    """Pupils per school × grade × year with the consolidation applied from the design year on.
+
+    ``site_ids`` (P,): every existing school followed by the candidate sites the plan opens; ``pupils`` /
+    ``pupils_p90`` (P, 15, Y) and ``rural_share`` (P, 15, Y); ``open`` (P, Y); ``classrooms`` (P, Y) after
+    expansions; ``report`` / ``report_p90``: layout.capacity.CapacityReport of this layout with classes organised
+    under the cap where classrooms allow (``large_classes`` = 大班额 where they do not); ``unserved`` (Y, 2)
+    primary/junior pupils the layout cannot seat."""
+
+    site_ids: np.ndarray
+    township_code: np.ndarray
+    pupils: np.ndarray
+    pupils_p90: np.ndarray
+    rural_share: np.ndarray
+    open: np.ndarray
+    classrooms: np.ndarray
+    boarding_beds: np.ndarray
+    report: object
+    report_p90: object
+    unserved: np.ndarray
+
+
+def _compulsory_shares(co: ConsolidationStage, n_units: int, n_sites: int) -> np.ndarray:
+    """(2, U, n_sites) share of each unit's primary / junior pupils at each consolidation site."""
+    f = co.result.flows
+    dem = co.result.problem.demand  # (U, 2)
+    shares = np.zeros((2, n_units, n_sites))
+    np.add.at(shares, (f["level"].to_numpy(), f["unit"].to_numpy(), f["site"].to_numpy()), f["pupils"].to_numpy())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(dem.T[:, :, None] > 0, shares / dem.T[:, :, None], 0.0)
+    return shares
+
+
+def organise_classes(pupils: np.ndarray, caps: np.ndarray, classrooms: np.ndarray) -> np.ndarray:
+    """Classes per school × grade × year ``(P, G, Y)`` as a school would organise them: every grade with pupils gets
+    one class, then classrooms go one at a time to the grade whose classes are largest relative to its cap, until a
+    grade reaches ceil(pupils / cap) or the classrooms run out (this minimises the largest class for the rooms).
+    ``pupils`` (P, G, Y), ``caps`` (G,), ``classrooms`` (P, Y)."""
+    p = np.round(np.asarray(pupils, float), 6)
+    need = np.ceil(p / caps[None, :, None])
+    classes = (p > 0).astype(float)
+    rooms_left = np.maximum(np.asarray(classrooms, float) - classes.sum(axis=1), 0.0)  # (P, Y)
+    for _ in range(int(need.sum(axis=1).max(initial=0)) + 1):
+        room = (classes < need)
+        if not (room.any(axis=1) & (rooms_left > 0)).any():
+            break
+        size = np.where(room, p / np.maximum(classes, 1) / caps[None, :, None], -np.inf)
+        g = np.argmax(size, axis=1)  # (P, Y)
+        give = (rooms_left > 0) & room.any(axis=1)
+        P_idx, Y_idx = np.nonzero(give)
+        classes[P_idx, g[P_idx, Y_idx], Y_idx] += 1
+        rooms_left[P_idx, Y_idx] -= 1
+    return classes.astype(np.int64)
+
+
+def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: ConsolidationStage) -> PlanLayout:
+    from layout.capacity import SchoolArrays, assess_capacity, compute_class_caps, count_oversized_classes
+    from schoolplan.diagnosis import capacity_params
+
+    s = ds.schools
+    S = len(s)
+    Y = len(en.years)
+    design = int(sc["horizon"]["design_year"])
+    res = co.result
+    site_ids = co.sites["school_id"].to_numpy()
+    opened_new = [i for i, d in enumerate(res.decision) if d == "open" and not res.problem.sites.existing[i]]
+    ids = np.concatenate([s["school_id"].to_numpy(), site_ids[opened_new]])
+    P = len(ids)
+    pos = pd.Index(ids)
+    qi = {q: i for i, q in enumerate(en.quantiles)}
+    base_med = np.moveaxis(en.school_quantiles[qi[0.5]], 0, -1)  # (S, G, Y)
+    base_p90 = np.moveaxis(en.school_quantiles[qi[0.9]], 0, -1)
+    pupils = np.zeros((P, len(GRADES), Y))
+    pupils90 = np.zeros_like(pupils)
+    rural = np.zeros_like(pupils)
+    pupils[:S], pupils90[:S] = base_med, base_p90
+    rural[:S] = np.moveaxis(en.rural_share, 0, -1)
+    open_ = np.ones((P, Y), bool)
+    after = en.years >= design
+    # compulsory grades from the design year on: units' pupils go where the plan sends them
+    shares = _compulsory_shares(co, len(ds.units), len(site_ids))  # (2, U, n_sites)
+    site_to_p = pos.get_indexer(site_ids)  # -1 for candidates not opened
+    from forecast.stochastic import calculate_quantiles
+    urban_u = ds.units["urban"].to_numpy(bool)
+    unserved = np.zeros((Y, 2))
+    for gi, g in enumerate(GRADES):
+        if not 1 <= g <= 9:
+            continue
+        lv = 0 if g <= 6 else 1
+        q = calculate_quantiles(en.unit_pupils[..., gi], (0.5, 0.9), axis=0)  # (2, Y, U)
+        for k, arr in enumerate((pupils, pupils90)):
+            at_site = q[k][after] @ shares[lv]  # (Ya, n_sites)
+            arr[:, gi, after] = 0.0
+            ok = site_to_p >= 0
+            np.add.at(arr, (site_to_p[ok], gi), at_site[:, ok].T) if False else None
+            arr[site_to_p[ok], gi, :][:, after] if False else None
+            tmp = np.zeros((P, after.sum()))
+            np.add.at(tmp, site_to_p[ok], at_site[:, ok].T)
+            arr[:, gi, after] = tmp
+            if k == 0:
+                unserved[after, lv] += q[0][after].sum(axis=1) - at_site.sum(axis=1)
+        mean_u = en.unit_pupils[..., gi].mean(axis=0)[after]  # (Ya, U)
+        tot = mean_u @ shares[lv]
+        rur = (mean_u * ~urban_u) @ shares[lv]
+        tmp_t = np.zeros((P, after.sum()))
+        tmp_r = np.zeros((P, after.sum()))
+        np.add.at(tmp_t, site_to_p[ok], tot[:, ok].T)
+        np.add.at(tmp_r, site_to_p[ok], rur[:, ok].T)
+        rural[:, gi, after] = np.divide(tmp_r, tmp_t, out=np.zeros_like(tmp_t), where=tmp_t > 0)
+    # open / closed and classrooms
+    decision = dict(zip(site_ids, res.decision))
+    added = dict(zip(site_ids, res.classrooms_added))
+    closed = np.array([decision.get(i) == "close" for i in ids])
+    open_[closed[:, None] & after[None, :]] = False
+    new = np.zeros(P, bool)
+    new[S:] = True
+    open_[new[:, None] & ~after[None, :]] = False
+    classrooms_base = np.concatenate([s["classrooms"].to_numpy(), res.problem.sites.classrooms[opened_new]]).astype(float)
+    extra = np.array([added.get(i, 0.0) for i in ids])
+    classrooms = np.where(after[None, :], classrooms_base[:, None] + extra[:, None], classrooms_base[:, None]) * open_
+    beds_base = np.concatenate([s["boarding_beds"].to_numpy(), np.zeros(len(opened_new))]).astype(float)
+    beds_added = dict(zip(site_ids, res.beds_added))
+    beds = np.where(after[None, :], beds_base[:, None] + np.array([beds_added.get(i, 0.0) for i in ids])[:, None],
+                    beds_base[:, None]) * open_
+    # closed schools keep their non-compulsory pupils only if they are not compulsory schools (kindergartens, seniors)
+    # capacity of this layout: classes under the cap where classrooms allow, 大班额 where they do not
+    levels = np.concatenate([s["level"].to_numpy(), np.array(["nine_year"] * len(opened_new), dtype=object)])
+    gmin = np.concatenate([s["grade_min"].to_numpy(), np.ones(len(opened_new), int)])
+    gmax = np.concatenate([s["grade_max"].to_numpy(), np.full(len(opened_new), 9)])
+    town = np.concatenate([s["township_code"].to_numpy(), co.sites.set_index("school_id").loc[site_ids[opened_new], "township_code"].to_numpy()])
+    params = capacity_params(sc)
+    caps = compute_class_caps([int(g) for g in GRADES], params)
+    reports = []
+    for arr in (pupils, pupils90):
+        classes = organise_classes(arr, caps, classrooms)
+        arrays = SchoolArrays(school_id=ids, level=levels, grade_min=gmin, grade_max=gmax,
+                              classrooms=classrooms[:, -1].astype(int), boarding_beds=beds[:, -1].astype(int),
+                              township_code=town, urban=np.zeros(P, bool), grades=GRADES.copy(),
+                              pupils=arr[:, :, 0], classes=classes[:, :, 0].astype(int))
+        rep = assess_capacity(arr, arrays, en.years, current_classes=False, params=params)
+        big, huge = count_oversized_classes(arr, classes.astype(np.int64), params)
+        rep.large_classes, rep.super_large_classes = big, huge
+        rep.classrooms_short = np.maximum(rep.classes_total - classrooms, 0).astype(int)
+        reports.append(rep)
+    return PlanLayout(site_ids=ids, township_code=town, pupils=pupils, pupils_p90=pupils90, rural_share=rural, open=open_,
+                      classrooms=classrooms, boarding_beds=beds, report=reports[0], report_p90=reports[1], unserved=unserved)
