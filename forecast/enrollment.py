@@ -20,6 +20,8 @@ The ratios observed in the history are smoothed and carried forward by one of :d
 **Method choice by backtest.**  For every ratio series (area × grade) and every origin, the method is the one
 with the least mean absolute log error of its ratio forecasts (horizons 1..``select_horizon``) over the
 earlier origins whose targets are already observed — so the choice at an origin only uses data up to it.
+With ``prefer_simple`` (default in :func:`run_backtest_arrays` and :func:`forecast_grades`) near-ties go to the
+simpler method (:data:`METHODS` order) by the one-standard-error rule (:func:`select_methods`).
 
 **Rolling-origin backtest.**  :func:`run_backtest` launches a forecast from every origin year of the history
 (the chosen methods, the actual future driver) and scores it against the actuals by horizon: MAPE, MedAPE,
@@ -33,16 +35,20 @@ of their target years (a policy change, a pandemic year), so a pool of thousands
 independent shocks as origins.  Two ways to take that into account:
 
 * ``"block"`` (default, :func:`compute_block_quantiles`): error = shock + residual; the shock of a new year is
-  predicted from the origins' mean errors with a Student-t (few origins → wide), the residual drawn from the
-  pooled within-origin residuals;
+  predicted from the origins' mean errors with a Student-t (few origins → wide), its spread weighted towards
+  the latest observed shocks (``ρ^age``; ``recency="auto"`` picks ρ by the one-step predictive score of the past
+  shocks, :func:`choose_recency` — shocks come in runs), the residual drawn from the pooled within-origin
+  residuals;
 * ``"conformal"`` (:func:`compute_conformal_quantile`): split-conformal order statistics of the pool, the
   finite-sample widening computed with the pool's *effective* size (Kish design effect from the intraclass
   correlation within origins, :func:`compute_effective_size`) rather than its cell count.
 
 A pool with fewer than ``min_pool`` errors or ``min_blocks`` origins borrows the errors of the longest
 well-filled horizon of its class scaled by ``(h / h_ref)^k`` (``k`` fitted from the well-filled horizons,
-1 — persistent ratio errors — when there are too few).  Inside a backtest the calibration at an origin only
-uses the forecasts of earlier origins whose targets are observed by then.
+1 — persistent ratio errors — when there are too few).  With ``scale_by_grade`` each pool's errors are divided
+by their grade's relative scale (shrunk towards 1, :func:`compute_grade_scale`) and the quantiles multiplied
+back per grade.  Inside a backtest the calibration at an origin (pools, ρ, grade scales) only uses the
+forecasts of earlier origins whose targets are observed by then: coverage is measured out of sample.
 For contrast :func:`run_backtest` also builds a *plain bootstrap* interval (resampling the last ratios of each
 series and averaging — the uncertainty of the smoothed ratio only), which under-covers.
 
@@ -438,7 +444,8 @@ def compute_grade_scale(errors: np.ndarray, grades: np.ndarray, n_grades: int, s
     sum_abs = np.bincount(grades, weights=np.abs(errors), minlength=n_grades)
     with np.errstate(invalid="ignore", divide="ignore"):
         raw = np.where(n_g > 0, sum_abs / np.maximum(n_g, 1) / pooled, 1.0)
-    return (n_g * raw + shrinkage) / (n_g + shrinkage)
+    weight = n_g + shrinkage
+    return np.where(weight > 0, (n_g * raw + shrinkage) / np.where(weight > 0, weight, 1.0), 1.0)
 
 
 def calibrate_errors(log_errors: np.ndarray, cohort_class: np.ndarray, horizon_index: np.ndarray, horizon: int,
