@@ -353,7 +353,7 @@ def assess_capacity(pupils: np.ndarray, schools: SchoolArrays, years: Sequence[i
     max_c = np.array([params.max_classes.get(lvl) for lvl in schools.level], dtype=object)
     max_p = np.array([np.inf if v is None else v for v in max_p], dtype=float)
     max_c = np.array([np.inf if v is None else v for v in max_c], dtype=float)
-    over_p = pupils_total > max_p[:, None]
+    over_p = pupils_total > max_p[:, None] + 1e-6  # fractional (forecast) pupils: no float-noise overruns
     over_c = total_classes > max_c[:, None]
 
     boarding_short = None

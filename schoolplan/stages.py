@@ -427,6 +427,7 @@ class PlanLayout:
 
     site_ids: np.ndarray
     township_code: np.ndarray
+    levels: np.ndarray
     pupils: np.ndarray
     pupils_p90: np.ndarray
     rural_share: np.ndarray
@@ -560,5 +561,5 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
         rep.large_classes, rep.super_large_classes = big, huge
         rep.classrooms_short = np.maximum(rep.classes_total - classrooms, 0).astype(int)
         reports.append(rep)
-    return PlanLayout(site_ids=ids, township_code=town, pupils=pupils, pupils_p90=pupils90, rural_share=rural, open=open_,
+    return PlanLayout(site_ids=ids, township_code=town, levels=levels, pupils=pupils, pupils_p90=pupils90, rural_share=rural, open=open_,
                       classrooms=classrooms, boarding_beds=beds, report=reports[0], report_p90=reports[1], unserved=unserved)
