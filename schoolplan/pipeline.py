@@ -15,8 +15,12 @@ from schoolplan.diagnosis import Diagnosis, diagnose_base_year
 from schoolplan.maps import draw_base_map
 from schoolplan.outputs import RunWriter, hash_file, write_run
 from schoolplan.scenario import Scenario, load_scenario
-from schoolplan.stages import (CapacityStage, EnrollmentStage, PopulationStage, build_travel, run_capacity,
-                               run_enrollment, run_population)
+from schoolplan.finance import compute_seat_demand, unit_costs_from_scenario
+from schoolplan.stages import (CapacityStage, ConsolidationStage, EnrollmentStage, KindergartenStage, PlanLayout,
+                               PopulationStage, build_travel, run_capacity, run_consolidation, run_enrollment,
+                               run_kindergartens, run_plan_layout, run_population)
+from schoolplan.targets import build_target_table
+from schoolplan.writers import write_facility_outputs, write_finance_outputs, write_planner_outputs
 
 __all__ = ["RunResult", "run_scenario", "compute_run"]
 
@@ -31,6 +35,12 @@ class RunResult:
     sites: object
     enrollment: EnrollmentStage
     capacity: CapacityStage
+    consolidation: ConsolidationStage
+    plan: PlanLayout
+    kindergartens: KindergartenStage
+    seat_demand: object
+    unit_costs: object
+    targets: object
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -58,8 +68,30 @@ def compute_run(scenario: Scenario, *, quiet: bool = False) -> RunResult:
     travel, sites = stage("travel", "travel costs across the rivers", lambda: build_travel(ds, sc))
     en = stage("enrollment", "enrollment by level, unit and school", lambda: run_enrollment(ds, sc, pop, travel, sites))
     cap = stage("capacity", "classes, classrooms and oversized classes if nothing changes", lambda: run_capacity(ds, sc, en))
+    co = stage("consolidation", f"consolidation to {sc['targets']['compulsory_schools']} compulsory schools (HiGHS)",
+               lambda: run_consolidation(ds, sc, en, travel))
+    plan = stage("plan_layout", "pupils, classes and classrooms in the planned layout", lambda: run_plan_layout(ds, sc, en, co))
+    closed = closed_school_buildings(ds, sc, co)
+    kst = stage("kindergartens", f"kindergarten siting ({sc['kindergarten']['new_sites']} new sites)",
+                lambda: run_kindergartens(ds, sc, pop, en, travel, sites, closed_schools=closed))
+    costs = unit_costs_from_scenario(sc)
+    seat = stage("finance", "seat, classroom, teacher and cost demand",
+                 lambda: compute_seat_demand(scenario.name, plan.pupils, plan.pupils_p90, plan.report, plan.rural_share,
+                                             plan.boarding_beds[:, -1], plan.open, costs))
+    tg = stage("targets", "plan targets", lambda: build_target_table(scenario.name, sc, ds, en, cap, kst, co, plan))
     return RunResult(scenario=scenario, dataset=ds, diagnosis=diag, population=pop, travel=travel, sites=sites,
-                     enrollment=en, capacity=cap, timings_s=timings)
+                     enrollment=en, capacity=cap, consolidation=co, plan=plan, kindergartens=kst, seat_demand=seat,
+                     unit_costs=costs, targets=tg, timings_s=timings)
+
+
+def closed_school_buildings(ds: Dataset, sc: dict, co: ConsolidationStage):
+    """Buildings of closed primary schools, offered to the kindergarten siting as ``closed_school`` candidates."""
+    import pandas as pd
+    d = co.decisions
+    closed = d[(d["decision"] == "close") & d["level"].isin(["primary", "teaching_point"])]
+    rooms = ds.schools.set_index("school_id").loc[closed["school_id"], "classrooms"].to_numpy()
+    return pd.DataFrame({"site_id": "closed:" + closed["school_id"].to_numpy(), "township_code": closed["township_code"].to_numpy(),
+                         "seats": rooms * sc["class_size"]["kindergarten_middle"]})
 
 
 def _summary_markdown(res: RunResult) -> str:
@@ -114,6 +146,9 @@ def write_outputs(res: RunResult, outputs_dir: Path) -> Path:
         w.csv("enrollment_schools.csv", tables.enrollment_schools_table(name, res.enrollment, res.dataset.schools["school_id"]))
         w.csv("capacity_schools.csv", res.capacity.report.to_frame().assign(scenario=name))
         w.csv("capacity_townships.csv", res.capacity.townships.assign(scenario=name))
+        write_facility_outputs(w, res)
+        write_finance_outputs(w, res)
+        write_planner_outputs(w, res)
         w.text("summary.md", _summary_markdown(res))
         res.timings_s["write"] = time.perf_counter() - t0
         return {"timings_s": {k: round(v, 3) for k, v in res.timings_s.items()}}

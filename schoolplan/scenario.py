@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "demand": "design_year",
         "demand_quantile": 0.5,
         "rule": "exactly",
+        "keep_all_schools": False,
         "teaching_points_count": False,
         "allow_new_schools": True,
         "max_expand_urban": 12,

@@ -358,6 +358,8 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
         raise ScenarioError("consolidation.must_keep names unknown schools",
                             [Problem("consolidation.must_keep", f"{sorted(unknown)[:5]}", "use school_id values from schools.geojson")])
     schools["must_keep"] = schools["must_keep"] | schools["school_id"].isin(must_keep)
+    if c["keep_all_schools"]:
+        schools["must_keep"] = True
     cands = None
     if ds.candidate_sites is not None and c["allow_new_schools"]:
         cands = ds.candidate_sites.drop(columns="geometry")
@@ -385,6 +387,9 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
                                     unit_component=unit_side, site_component=site_side, k_nearest=int(c["k_nearest"]))
     target = int(sc["targets"]["compulsory_schools"])
     rule = "le" if c["rule"] == "at_most" else "eq"
+    if c["keep_all_schools"]:  # every school stays; new sites may still open where pupils cannot be seated
+        counted = site_obj.counts_toward_target if site_obj.counts_toward_target is not None else np.ones(site_obj.n_sites, bool)
+        target, rule = int(np.asarray(counted, bool).sum()), "le"
     res = solve_consolidation(problem, target, rule=rule, time_limit_s=float(c["time_limit_s"]),
                               mip_rel_gap=float(c["mip_rel_gap"]))
     names = ds.schools.set_index("school_id")["name"]
@@ -398,7 +403,7 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
     diag, msg = diagnose(res, unit_codes=ds.unit_codes, unit_township=ds.units["township_code"].to_numpy(),
                          site_ids=site_frame["school_id"].to_numpy(), site_township=site_frame["township_code"].to_numpy())
     curve = pd.DataFrame()
-    if c["tradeoff_targets"]:
+    if c["tradeoff_targets"] and not c["keep_all_schools"]:
         curve, _ = tradeoff_curve(problem, [int(t) for t in c["tradeoff_targets"]], rule="eq",
                                   time_limit_s=float(c["time_limit_s"]), mip_rel_gap=float(c["mip_rel_gap"]))
     # 校际差异系数 before and after: closed schools merged into their receiving school

@@ -57,5 +57,7 @@ def data_copy(tiny_data, tmp_path) -> Path:
 def tiny_scenario(tmp_path, tiny_data) -> Path:
     p = tmp_path / "scen" / "tiny.toml"
     p.parent.mkdir()
-    p.write_text(f'name = "tiny"\ndata_dir = "{tiny_data.as_posix()}"\n[targets]\ncompulsory_schools = 3\n', encoding="utf-8")
+    p.write_text(f'name = "tiny"\ndata_dir = "{tiny_data.as_posix()}"\n[targets]\ncompulsory_schools = 4\n'
+                 '[population]\ndraws = 20\n[consolidation]\ntradeoff_targets = [3, 5]\ntime_limit_s = 10.0\n'
+                 '[kindergarten]\nnew_sites = 1\n', encoding="utf-8")
     return p
