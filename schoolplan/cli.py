@@ -1,4 +1,4 @@
-"""Command line: ``schoolplan run [SCENARIO ...]``, ``schoolplan validate [DATA_DIR]``.
+"""Command line: ``schoolplan run [SCENARIO ...]``, ``schoolplan compare A B [...]``, ``schoolplan validate [DATA_DIR]``.
 
 Every error schoolplan raises on purpose (:class:`~forecast.errors.SchoolplanError`) is printed as a readable
 list of problems with the fix, and the command exits non-zero — never a stack trace.
@@ -24,6 +24,29 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from schoolplan.compare import collect
+    from schoolplan.outputs import write_run
+
+    if len(args.scenarios) < 2:
+        print("schoolplan compare needs at least two scenario names (folders under outputs/)", file=sys.stderr)
+        return 2
+    names = [Path(s).stem for s in args.scenarios]
+    tables = collect(args.outputs, names)
+
+    def fill(w):
+        lines = [f"# Comparison: {' vs '.join(names)}", "", f"Differences are each scenario minus {names[0]}.", ""]
+        for table, frame in tables.items():
+            w.csv(f"compare_{table}", frame)
+            lines.append(f"- `compare_{table}`: {len(frame)} rows")
+        w.text("README.md", "\n".join(lines) + "\n")
+        return {}
+
+    out = write_run(args.outputs, "compare_" + "_vs_".join(names), fill, {"compared": names})
+    print(out)
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from schoolplan.validate import validate_data_dir
 
@@ -45,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--outputs", type=Path, default=Path("outputs"), help="folder that receives outputs/<scenario>/ (default outputs)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     r.set_defaults(func=_cmd_run)
+    c = sub.add_parser("compare", help="put the results of scenarios side by side (outputs/compare_A_vs_B/)")
+    c.add_argument("scenarios", nargs="+", help="scenario names (or their .toml files) already run")
+    c.add_argument("--outputs", type=Path, default=Path("outputs"))
+    c.set_defaults(func=_cmd_compare)
     v = sub.add_parser("validate", help="check a data folder against the documented schema; report every problem")
     v.add_argument("data_dir", nargs="?", type=Path, default=Path("data"))
     v.set_defaults(func=_cmd_validate)

@@ -15,7 +15,7 @@ from schoolplan.errors import ScenarioError
 
 __all__ = ["compare_tables", "read_run_table", "COMPARED_TABLES"]
 
-KEYS = ["year", "level", "area", "variable", "unit"]
+KEYS = ["year", "indicator", "level", "area", "township_code", "variable", "unit", "quantile"]
 COMPARED_TABLES = ("indicators.csv", "plan_targets.csv", "seat_demand.csv")
 
 
@@ -26,11 +26,20 @@ def read_run_table(outputs_dir: Path, scenario: str, table: str) -> pd.DataFrame
     return pd.read_csv(path, dtype={"area": str})
 
 
+def _long(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table with a ``value`` column as is; a wide table (e.g. seat_demand) melted to ``variable, value``."""
+    if "value" in frame.columns:
+        return frame
+    ids = [c for c in frame.columns if c in KEYS or c == "scenario"]
+    nums = [c for c in frame.columns if c not in ids and pd.api.types.is_numeric_dtype(frame[c])]
+    return frame.melt(id_vars=ids, value_vars=nums, var_name="variable", value_name="value")
+
+
 def compare_tables(frames: dict[str, pd.DataFrame], value: str = "value") -> pd.DataFrame:
     """Wide table: one row per key, one column per scenario, plus ``<B> − <A>`` columns against the first scenario."""
+    frames = {k: _long(v) for k, v in frames.items()}
     names = list(frames)
     keys = [k for k in KEYS if all(k in f.columns for f in frames.values())]
-    extra = [c for c in frames[names[0]].columns if c not in keys + ["scenario", value] and c in KEYS + ["area_name"]]
     merged = None
     for name, f in frames.items():
         part = f[keys + [value]].groupby(keys, dropna=False, as_index=False)[value].sum().rename(columns={value: name})

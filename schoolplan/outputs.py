@@ -62,7 +62,7 @@ class RunWriter:
         return target
 
     def csv(self, rel: str, df: pd.DataFrame) -> None:
-        df.to_csv(self.path(rel), index=False, lineterminator="\n", float_format="%.6g")
+        df.to_csv(self.path(rel), index=False, lineterminator="\n", float_format="%.10g")
 
     def text(self, rel: str, text: str) -> None:
         self.path(rel).write_text(text, encoding="utf-8")

@@ -19,7 +19,7 @@ from schoolplan.errors import ScenarioError
 
 __all__ = ["DEFAULTS", "Scenario", "load_scenario", "NAME_PATTERN"]
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 
 DEFAULTS: dict[str, Any] = {
     "name": "",
