@@ -24,6 +24,18 @@ img{max-width:100%;border:1px solid #ddd}.small{font-size:.85em;color:#555}
 """
 
 
+def format_number(v: float) -> str:
+    """Readable numbers: thousands separators for large values, 3 significant decimals for small ones."""
+    if pd.isna(v):
+        return "–"
+    a = abs(v)
+    if a >= 100:
+        return f"{v:,.0f}"
+    if a >= 1:
+        return f"{v:,.2f}".rstrip("0").rstrip(".")
+    return f"{v:.3g}"
+
+
 def figure_to_data_uri(fig, dpi: int = 100) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
@@ -45,10 +57,10 @@ class Report:
     def note(self, text: str) -> None:
         self.parts.append(f'<div class="note">{html.escape(text)}</div>')
 
-    def table(self, df: pd.DataFrame, *, status_column: str | None = None, float_format: str = "{:,.4g}") -> None:
-        """A table; when ``status_column`` holds pass/fail/n.a., rows are coloured accordingly."""
+    def table(self, df: pd.DataFrame, *, status_column: str | None = None) -> None:
+        """A table; when ``status_column`` holds pass/fail/info/input, rows are coloured accordingly."""
         if status_column is None:
-            self.parts.append(df.to_html(index=False, escape=True, na_rep="–", float_format=float_format.format, border=0))
+            self.parts.append(df.to_html(index=False, escape=True, na_rep="–", float_format=format_number, border=0))
             return
         cols = list(df.columns)
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
@@ -56,16 +68,16 @@ class Report:
         for _, r in df.iterrows():
             status = str(r[status_column])
             cls = {"pass": "pass", "fail": "fail"}.get(status, "na")
-            cells = "".join(f"<td>{html.escape(self._fmt(r[c], float_format))}</td>" for c in cols)
+            cells = "".join(f"<td>{html.escape(self._fmt(r[c]))}</td>" for c in cols)
             rows.append(f'<tr class="{cls}">{cells}</tr>')
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
     @staticmethod
-    def _fmt(v, float_format: str) -> str:
+    def _fmt(v) -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return "–"
         if isinstance(v, float):
-            return float_format.format(v)
+            return format_number(v)
         return str(v)
 
     def figure(self, fig, caption: str = "", dpi: int = 100) -> None:
