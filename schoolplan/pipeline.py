@@ -18,7 +18,7 @@ from schoolplan.scenario import Scenario, load_scenario
 from schoolplan.finance import compute_seat_demand, unit_costs_from_scenario
 from schoolplan.stages import (CapacityStage, ConsolidationStage, EnrollmentStage, KindergartenStage, PlanLayout,
                                PopulationStage, build_travel, run_capacity, run_consolidation, run_enrollment,
-                               run_kindergartens, run_plan_layout, run_population)
+                               run_kindergartens, run_plan_layout, run_population, run_service_radius)
 from schoolplan.targets import build_target_table
 from schoolplan.writers import write_facility_outputs, write_finance_outputs, write_planner_outputs
 
@@ -41,6 +41,7 @@ class RunResult:
     seat_demand: object
     unit_costs: object
     targets: object
+    service: object
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -68,6 +69,7 @@ def compute_run(scenario: Scenario, *, quiet: bool = False) -> RunResult:
     travel, sites = stage("travel", "travel costs across the rivers", lambda: build_travel(ds, sc))
     en = stage("enrollment", "enrollment by level, unit and school", lambda: run_enrollment(ds, sc, pop, travel, sites))
     cap = stage("capacity", "classes, classrooms and oversized classes if nothing changes", lambda: run_capacity(ds, sc, en))
+    service = stage("service_radius", "pupils beyond the service radius", lambda: run_service_radius(ds, sc, en, travel))
     co = stage("consolidation", f"consolidation to {sc['targets']['compulsory_schools']} compulsory schools (HiGHS)",
                lambda: run_consolidation(ds, sc, en, travel))
     plan = stage("plan_layout", "pupils, classes and classrooms in the planned layout", lambda: run_plan_layout(ds, sc, en, co))
@@ -81,7 +83,7 @@ def compute_run(scenario: Scenario, *, quiet: bool = False) -> RunResult:
     tg = stage("targets", "plan targets", lambda: build_target_table(scenario.name, sc, ds, en, cap, kst, co, plan))
     return RunResult(scenario=scenario, dataset=ds, diagnosis=diag, population=pop, travel=travel, sites=sites,
                      enrollment=en, capacity=cap, consolidation=co, plan=plan, kindergartens=kst, seat_demand=seat,
-                     unit_costs=costs, targets=tg, timings_s=timings)
+                     unit_costs=costs, targets=tg, service=service, timings_s=timings)
 
 
 def closed_school_buildings(ds: Dataset, sc: dict, co: ConsolidationStage):
@@ -146,6 +148,7 @@ def write_outputs(res: RunResult, outputs_dir: Path) -> Path:
         w.csv("enrollment_schools.csv", tables.enrollment_schools_table(name, res.enrollment, res.dataset.schools["school_id"]))
         w.csv("capacity_schools.csv", res.capacity.report.to_frame().assign(scenario=name))
         w.csv("capacity_townships.csv", res.capacity.townships.assign(scenario=name))
+        w.csv("service_radius.csv", res.service.assign(scenario=name))
         write_facility_outputs(w, res)
         write_finance_outputs(w, res)
         write_planner_outputs(w, res)

@@ -75,6 +75,14 @@ DEFAULTS: dict[str, Any] = {
         "detour_factor": 1.3,
         "k_nearest": 40,
     },
+    "service_radius": {
+        "urban_m_kindergarten": 300.0,
+        "urban_m_primary": 500.0,
+        "urban_m_junior": 1000.0,
+        "rural_m_kindergarten": 1500.0,
+        "rural_m_primary": 2500.0,
+        "rural_m_junior": 5000.0,
+    },
     "consolidation": {
         "demand": "design_year",
         "demand_quantile": 0.5,

@@ -568,3 +568,33 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
         reports.append(rep)
     return PlanLayout(site_ids=ids, township_code=town, levels=levels, pupils=pupils, pupils_p90=pupils90, rural_share=rural, open=open_,
                       classrooms=classrooms, boarding_beds=beds, report=reports[0], report_p90=reports[1], unserved=unserved)
+
+
+# ---------------------------------------------------------------------------------------------- service radius
+
+
+def run_service_radius(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> pd.DataFrame:
+    """Pupils beyond the GB 50180 service radius of their nearest school (current layout), who therefore need
+    transport or (rural) a boarding bed — by level × urban/rural × year (layout.catchment; median pupils)."""
+    from layout.catchment import ServiceParams, assess_service_radius, assign_catchments, find_eligible_sites
+
+    r = sc["service_radius"]
+    n_sites = len(travel.site_ids)
+    s = ds.schools.set_index("school_id")
+    is_school = pd.Index(travel.site_ids).isin(s.index)
+    gmin = np.full(n_sites, 99)
+    gmax = np.full(n_sites, -99)
+    idx = np.flatnonzero(is_school)
+    gmin[idx] = s.loc[np.asarray(travel.site_ids)[idx], "grade_min"].to_numpy()
+    gmax[idx] = s.loc[np.asarray(travel.site_ids)[idx], "grade_max"].to_numpy()
+    grades = [int(g) for g in GRADES]
+    eligible = find_eligible_sites(gmin, gmax, grades)
+    catch = assign_catchments(travel, eligible, grades)
+    med = np.median(en.unit_pupils, axis=0)  # (Y, U, G)
+    params = ServiceParams(radius_urban_m={"kindergarten": r["urban_m_kindergarten"], "primary": r["urban_m_primary"],
+                                           "junior": r["urban_m_junior"]},
+                           radius_rural_m={"kindergarten": r["rural_m_kindergarten"], "primary": r["rural_m_primary"],
+                                           "junior": r["rural_m_junior"]})
+    rep = assess_service_radius(catch, np.transpose(med, (1, 2, 0)), ds.units["urban"].to_numpy(bool), en.years,
+                                service=params)
+    return rep.summary

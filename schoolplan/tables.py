@@ -69,32 +69,24 @@ def enrollment_district_table(scenario: str, en: EnrollmentStage) -> pd.DataFram
 
 
 def enrollment_units_table(scenario: str, en: EnrollmentStage, unit_codes) -> pd.DataFrame:
-    """Pupils by unit of residence × level × year, 10/50/90 % quantiles over draws."""
-    frames = []
-    codes = np.asarray(unit_codes)
-    for level in LEVELS4:
-        q = calculate_quantiles(_level_sum(en.unit_pupils, en.grades, level), REPORTED_QUANTILES, axis=0)  # (3, Y, U)
-        Y, U = q.shape[1:]
-        f = pd.DataFrame({"scenario": scenario, "year": np.repeat(en.years, U), "level": level,
-                          "unit_code": np.tile(codes, Y)})
-        for k, p in enumerate(REPORTED_QUANTILES):
-            f[f"pupils_q{int(p * 100):02d}"] = q[k].ravel().round(2)
-        frames.append(f)
-    return pd.concat(frames, ignore_index=True)
+    """Long table ``scenario, year, level, grade, unit_code, quantile, pupils`` (unit of residence; 10/50/90 %
+    quantiles over draws; rows with no pupils in any quantile are dropped)."""
+    from forecast.enrollment import to_long_table
+
+    q = calculate_quantiles(en.unit_pupils, REPORTED_QUANTILES, axis=0)  # (Q, Y, U, G)
+    levels = [LEVEL_OF[int(g)] for g in en.grades]
+    t = to_long_table(q.round(3), years=en.years, grades=en.grades, keys=unit_codes, key_name="unit_code",
+                      level=levels, scenario=scenario, quantiles=REPORTED_QUANTILES)
+    return t[t["pupils"] > 0].reset_index(drop=True)
 
 
 def enrollment_schools_table(scenario: str, en: EnrollmentStage, school_ids) -> pd.DataFrame:
-    """Pupils by school × level × year if every school stays (attendance trend applied), 10/50/90 % quantiles."""
-    frames = []
-    ids = np.asarray(school_ids)
-    for level in LEVELS4:
-        vals = _level_sum(en.school_pupils, en.grades, level)  # (N, Y, S)
-        q = calculate_quantiles(vals, REPORTED_QUANTILES, axis=0)
-        Y, S = q.shape[1:]
-        f = pd.DataFrame({"scenario": scenario, "year": np.repeat(en.years, S), "level": level,
-                          "school_id": np.tile(ids, Y)})
-        for k, p in enumerate(REPORTED_QUANTILES):
-            f[f"pupils_q{int(p * 100):02d}"] = q[k].ravel().round(2)
-        keep = f[[c for c in f.columns if c.startswith("pupils_q")]].sum(axis=1) > 0
-        frames.append(f[keep])
-    return pd.concat(frames, ignore_index=True)
+    """Long table ``scenario, year, level, grade, school_id, quantile, pupils`` if every school stays (current
+    attendance with the 进城 trend); quantiles taken per school after allocating each draw."""
+    from forecast.enrollment import to_long_table
+
+    levels = [LEVEL_OF[int(g)] for g in en.grades]
+    t = to_long_table(en.school_quantiles[[en.quantiles.index(p) for p in REPORTED_QUANTILES]].round(3), years=en.years,
+                      grades=en.grades, keys=school_ids, key_name="school_id", level=levels, scenario=scenario,
+                      quantiles=REPORTED_QUANTILES)
+    return t[t["pupils"] > 0].reset_index(drop=True)

@@ -273,6 +273,13 @@ def write_planner_outputs(w, res) -> None:
     rep.paragraph("Each grade keeps its current number of classes as its cohort changes (status quo).", cls="small")
     rep.table(sq)
 
+    rep.heading("Pupils beyond the service radius (current layout, nearest school)")
+    sv = res.service[res.service["year"].isin(sorted(yrs))].copy()
+    rep.paragraph("GB 50180-2018 radii in urban units (kindergarten 300 m, primary 500 m, junior 1000 m) and the scenario's "
+                  "rural radii, along the travel network; pupils beyond them need transport or, rural and far, a boarding bed.",
+                  cls="small")
+    rep.table(sv.drop(columns=[c for c in ("scenario",) if c in sv.columns]))
+
     co = res.consolidation
     rep.heading(f"Consolidation: {sc['targets']['compulsory_schools']} compulsory schools for the {co.demand_year}")
     res_ = co.result
