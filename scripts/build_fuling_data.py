@@ -746,9 +746,11 @@ def build_history(schools: gpd.GeoDataFrame, single_total: np.ndarray, grades: l
     return hist.sort_values(["school_id", "year", "grade"]).reset_index(drop=True)
 
 
-def build_candidates(units: gpd.GeoDataFrame, townships: gpd.GeoDataFrame, persons: np.ndarray, rng: np.random.Generator):
-    """SYNTHETIC candidate sites: 20 for new compulsory schools, 40 residential complexes with land reserved for a
-    kindergarten (小区配套园); the complexes also form the housing pipeline (dwellings by delivery year)."""
+def build_candidates(units: gpd.GeoDataFrame, townships: gpd.GeoDataFrame, persons: np.ndarray, rng: np.random.Generator,
+                     schools: gpd.GeoDataFrame):
+    """SYNTHETIC candidate sites: 20 for new compulsory schools in the growing streets, 4 rural boarding-school sites,
+    one in every urban unit more than 3 km (straight × 1.3) from a primary school, and 40 residential complexes with
+    land reserved for a kindergarten (小区配套园); the complexes also form the housing pipeline."""
     tname = dict(zip(townships["township_code"], townships["name"]))
     growth = ["江北街道", "江东街道", "马鞍街道", "李渡街道", "龙桥街道", "荔枝街道", "崇义街道", "白涛街道"]
     rows = []
@@ -772,6 +774,16 @@ def build_candidates(units: gpd.GeoDataFrame, townships: gpd.GeoDataFrame, perso
                          capacity_classes=int(rng.choice([6, 9, 12])), land_m2=int(rng.uniform(3_000, 6_000)),
                          available_year=int(rng.integers(2021, 2029)), dwellings=int(rng.integers(800, 3000)),
                          x=units.at[i, "pop_x"] + rng.normal(0, 120), y=units.at[i, "pop_y"] + rng.normal(0, 120)))
+    # every urban unit farther than 3 km (straight line × 1.3 detour) from a school teaching grade 1 gets a candidate
+    # school site at its population point, so that the plan's urban travel limit can be met by building
+    prim = schools[(schools["grade_min"] <= 1) & (schools["grade_max"] >= 1)]
+    pxy = np.c_[prim.geometry.x, prim.geometry.y]
+    for i in units.index[units["urban"]]:
+        d = np.sqrt(((pxy - [units.at[i, "pop_x"], units.at[i, "pop_y"]]) ** 2).sum(1)).min() * 1.3
+        if d > 3000:
+            rows.append(dict(site_id=f"CS{sum(r['kind'] == 'school' for r in rows) + 1:02d}", kind="school",
+                             township_code=units.at[i, "township_code"], urban=True, capacity_classes=18, land_m2=20_000,
+                             available_year=2024, dwellings=0, x=units.at[i, "pop_x"], y=units.at[i, "pop_y"]))
     df = pd.DataFrame(rows)
     df["data_status"] = "SYNTHETIC candidate site"
     gdf = gpd.GeoDataFrame(df.drop(columns=["x", "y"]), geometry=gpd.points_from_xy(df["x"], df["y"]), crs=METRIC)
@@ -816,7 +828,7 @@ def main(argv=None) -> int:
     assert persons[units["urban"].values].sum() == urban_total
 
     schools, history = build_schools(units, townships, persons, rng)
-    cands = build_candidates(units, townships, persons, rng)
+    cands = build_candidates(units, townships, persons, rng, schools)
 
     # ---- write
     write_geojson(outline, out / "district.geojson")
