@@ -64,14 +64,21 @@ def draw_enrollment(enrollment: pd.DataFrame):
 
 
 def draw_tradeoff(curve: pd.DataFrame):
-    """School count against mean travel and annual cost (``curve`` from the consolidation trade-off)."""
+    """School count against mean one-way travel (km, by level) and total annualised cost (``curve`` from
+    layout.consolidation.tradeoff_curve)."""
     fig, ax1 = plt.subplots(figsize=(8, 4.4), dpi=100)
-    ax1.plot(curve["target"], curve["travel_mean_km"], "o-", color="#1565c0", label="mean one-way travel (km)")
+    for col, label, style in (("mean_m_primary", "primary: mean travel", "o-"), ("mean_m_junior", "junior: mean travel", "s-")):
+        if col in curve.columns:
+            ax1.plot(curve["target"], curve[col] / 1000.0, style, label=label)
     ax1.set_xlabel("compulsory schools (target)")
-    ax1.set_ylabel("mean one-way travel, km", color="#1565c0")
+    ax1.set_ylabel("mean one-way travel, km")
     ax2 = ax1.twinx()
-    ax2.plot(curve["target"], curve["total_cost_cny"] / 1e6, "s--", color="#c62828", label="annual cost (M¥)")
+    if "total_cost_cny_per_year" in curve.columns:
+        ax2.plot(curve["target"], curve["total_cost_cny_per_year"] / 1e6, "d--", color="#c62828", label="annualised cost")
     ax2.set_ylabel("annualised cost, million ¥ / year", color="#c62828")
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center")
     ax1.grid(alpha=0.3)
     ax1.set_title("What the school count costs: travel and money")
     fig.tight_layout()

@@ -299,16 +299,20 @@ def write_planner_outputs(w, res) -> None:
     if len(co.curve):
         rep.heading("What the school count costs (trade-off)")
         curve = co.curve.copy()
-        cols = [c for c in curve.columns if c in ("target", "schools_open", "travel_mean_m_primary", "travel_mean_m_junior",
-                                                  "travel_p90_m_primary", "travel_p90_m_junior", "total_cost_cny_per_year",
-                                                  "unserved_pupils", "extra_classrooms", "missing_beds", "gap", "status")]
+        fig = draw_tradeoff(curve)
+        rep.figure(fig, "Mean one-way travel and annualised cost (travel, capital, running) against the school count.")
+        plt.close(fig)
+        cols = [c for c in curve.columns if c in ("target", "schools_open", "mean_m_primary", "p90_m_primary", "mean_m_junior",
+                                                  "p90_m_junior", "total_cost_cny_per_year", "unserved_pupils",
+                                                  "extra_classrooms", "missing_beds", "schools_over", "gap", "status")]
         rep.table(curve[cols])
     rep.heading("校际差异系数 (inter-school difference coefficient), before and after")
     rep.table(co.equity.round(3))
 
     rep.heading("Kindergartens")
     kp = res.kindergartens.plan
-    rep.table(kp.summary.round(3))
+    rep.paragraph(f"Design school year {sc['horizon']['design_year']}, median children aged 3–5.")
+    rep.table(kp.summary[kp.summary["variable"] != "year"].round(3))
     fig = draw_kindergarten_map(res.dataset, type("KP", (), {"units": kp.units.assign(
         covered_share=np.divide(kp.units["covered_children"], kp.units["demand_children"], out=np.full(len(kp.units), np.nan),
                                 where=kp.units["demand_children"].to_numpy() > 0)), "sites": kp.sites}),
