@@ -27,17 +27,22 @@ LEVEL_STYLE = {
 }
 
 
-def draw_base_map(ds: Dataset, title: str, *, pupils=None):
-    """Units (urban/rural), township boundaries, rivers and bridges, schools by level, over the district outline."""
-    fig, ax = plt.subplots(figsize=(11, 11), dpi=110)
-    units = ds.units.to_crs(METRIC)
-    units.plot(ax=ax, color=units["urban"].map({True: "#cfe3f5", False: "#f4efe6"}), edgecolor="#bbbbbb", linewidth=0.25)
+def draw_context(ax, ds: Dataset) -> None:
+    """Township boundaries, the district outline, rivers and bridges (EPSG:4545) on ``ax``."""
     ds.townships.to_crs(METRIC).boundary.plot(ax=ax, color="#555555", linewidth=0.7)
     ds.district.to_crs(METRIC).boundary.plot(ax=ax, color="black", linewidth=1.6)
     if ds.rivers is not None:
         ds.rivers.to_crs(METRIC).plot(ax=ax, color="#1565c0", linewidth=2.6, zorder=3)
     if ds.bridges is not None:
         ds.bridges.to_crs(METRIC).plot(ax=ax, color="black", marker="s", markersize=30, zorder=5)
+
+
+def draw_base_map(ds: Dataset, title: str):
+    """Units (urban/rural), township boundaries, rivers and bridges, schools by level, over the district outline."""
+    fig, ax = plt.subplots(figsize=(11, 11), dpi=110)
+    units = ds.units.to_crs(METRIC)
+    units.plot(ax=ax, color=units["urban"].map({True: "#cfe3f5", False: "#f4efe6"}), edgecolor="#bbbbbb", linewidth=0.25)
+    draw_context(ax, ds)
     schools = ds.schools.to_crs(METRIC)
     for level, (color, marker, size, _) in LEVEL_STYLE.items():
         sel = schools[schools["level"] == level]
@@ -58,7 +63,7 @@ def draw_base_map(ds: Dataset, title: str, *, pupils=None):
     return fig
 
 
-def draw_consolidation_map(ds: Dataset, decisions, units_after, unit_travel_change_m, sites_gdf, title: str):
+def draw_consolidation_map(ds: Dataset, decisions, unit_travel_change_m, sites_gdf, title: str):
     """Kept, closed, expanded and new schools; arrows from closed to receiving schools; units coloured by the change
     of their pupils' mean travel (km); rivers, bridges and township boundaries.  All in EPSG:4545."""
     import numpy as np
@@ -70,12 +75,7 @@ def draw_consolidation_map(ds: Dataset, decisions, units_after, unit_travel_chan
     units.plot(ax=ax, column="change_km", cmap="RdYlGn_r", norm=TwoSlopeNorm(0, -lim, lim), edgecolor="#cccccc",
                linewidth=0.2, legend=True, legend_kwds={"label": "change of mean one-way travel, km (after − before)",
                                                         "shrink": 0.6})
-    ds.townships.to_crs(METRIC).boundary.plot(ax=ax, color="#555555", linewidth=0.6)
-    ds.district.to_crs(METRIC).boundary.plot(ax=ax, color="black", linewidth=1.5)
-    if ds.rivers is not None:
-        ds.rivers.to_crs(METRIC).plot(ax=ax, color="#1565c0", linewidth=2.4, zorder=3)
-    if ds.bridges is not None:
-        ds.bridges.to_crs(METRIC).plot(ax=ax, color="black", marker="s", markersize=26, zorder=5)
+    draw_context(ax, ds)
     pts = sites_gdf.to_crs(METRIC).set_index("site_id")
     d = decisions.set_index("school_id")
     xy = {sid: (pts.geometry[sid].x, pts.geometry[sid].y) for sid in d.index if sid in pts.index}

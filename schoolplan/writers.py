@@ -78,7 +78,7 @@ def write_facility_outputs(w, res) -> None:
     w.csv("kindergarten_townships.csv", res.kindergartens.years.by_township.assign(scenario=name))
     ut = _unit_travel(res)
     sites = _sites_gdf(res)
-    fig = draw_consolidation_map(ds, co.decisions, None, ut["travel_change_m"].fillna(0).to_numpy(), sites,
+    fig = draw_consolidation_map(ds, co.decisions, ut["travel_change_m"].fillna(0).to_numpy(), sites,
                                  f"Consolidation to {res.scenario['targets']['compulsory_schools']} compulsory schools, "
                                  f"{co.demand_year} — scenario {name}")
     w.figure("map_consolidation.png", fig)
@@ -285,7 +285,7 @@ def write_planner_outputs(w, res) -> None:
     res_ = co.result
     rep.paragraph(f"HiGHS status {res_.status}; proven gap {res_.gap:.3%}; {res_.seconds:.1f} s. " + co.message)
     rep.table(co.decisions["decision"].value_counts().rename_axis("decision").reset_index(name="schools or sites"))
-    fig = draw_consolidation_map(res.dataset, co.decisions, None, _unit_travel(res)["travel_change_m"].fillna(0).to_numpy(),
+    fig = draw_consolidation_map(res.dataset, co.decisions, _unit_travel(res)["travel_change_m"].fillna(0).to_numpy(),
                                  res.sites, f"Consolidation — scenario {name}")
     rep.figure(fig, "Kept, expanded, closed (arrow to the receiving school) and new schools; units coloured by the change "
                "of mean one-way travel.", dpi=70)
