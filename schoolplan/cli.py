@@ -78,8 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _silence_highs_banner() -> None:
+    """HiGHS prints a licence banner on stdout when the first solver object of a process is made; make that first
+    object with stdout pointed at /dev/null so command output stays clean (it is printed once per process)."""
+    import ctypes
+    import os
+
+    try:
+        import highspy
+        libc = ctypes.CDLL(None)
+    except (ImportError, OSError):
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+        libc.fflush(None)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        _silence_highs_banner()
     try:
         return args.func(args)
     except SchoolplanError as exc:
