@@ -74,13 +74,21 @@ otherwise, with rules (seating every pupil) ranked above the target count.
 Speed
 -----
 Sparse nearest-K pairs, the strong ``x <= y`` rows, the objective scaled for HiGHS's absolute
-tolerances, and two stages.  Warm start: LP relaxation → open the ``target`` sites with the largest
-LP values (a quick LP with ``y`` fixed) → "LP-and-fix": a small MILP where only the sites fractional
-in the LP are free.  Stage 1: the MILP with the classrooms added ``e`` continuous (a relaxation of the
-full model, so its proven bound is a bound of the full model).  Stage 2: the full model with the
-stage-1 open set fixed (or stage 1 with ``e`` rounded up when that is already within the gap).  The
-reported gap is stage-2 objective vs stage-1 bound.  :func:`tradeoff_curve` warm-starts each target
-from the previous solution.
+tolerances, and the incumbent found before the MILP starts (see :func:`_solve_on_model`):
+
+1. the LP relaxation, kept in one persistent HiGHS instance (:class:`layout.milp.LpSession`) and
+   re-solved from the previous basis after bound changes;
+2. LP diving (fix the fractional ``y`` nearest 1, re-solve, repeat), rounded to the target;
+3. a local search on the open set: swaps (and, outside the count, flips) judged by the LP with ``y``
+   fixed (~20 ms each at Fuling size), ranked by the LP's reduced costs;
+4. the full model with that open set fixed (a small MILP) gives the incumbent;
+5. the full MILP from that incumbent with HiGHS's primal heuristics and restarts off, so its time
+   goes to cuts and branching; if that has not reached the gap after ``_PROOF_SHARE`` of the
+   remaining time, HiGHS's defaults from the best solution so far.
+
+The reported bound is HiGHS's proven bound of this (one-stage) model; the gap is HiGHS's.
+:func:`tradeoff_curve` keeps one model (and its LP) for every target, changing only the count row's
+bounds, and reuses targets already solved on the same problem.
 """
 from __future__ import annotations
 
@@ -95,7 +103,7 @@ import scipy.sparse as sp
 
 from forecast.errors import format_rows
 from layout.errors import LayoutError, Problem
-from layout.milp import MilpResult, solve_milp
+from layout.milp import LpSession, MilpResult, solve_milp
 
 __all__ = [
     "LEVELS",
@@ -116,6 +124,13 @@ __all__ = [
 
 LEVELS = ("primary", "junior")
 _TOL = 1e-6
+_LOCAL_SEARCH_SHARE = 0.075   # of the time limit, for the LP-evaluated swap search before the MILP
+# the MILP starts from the local-search incumbent: HiGHS's own root heuristics (RINS/RENS sub-MIPs,
+# feasibility jump) then mostly repeat that work, so the time goes to the bound instead
+_PROOF_SHARE = 0.3   # of the remaining time for the heuristic-free run before HiGHS's defaults take over
+_PROOF_OPTIONS = {"mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
+                  "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False,
+                  "mip_allow_restart": False}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,6 +228,10 @@ class ConsolidationProblem:
     unit_component: np.ndarray | None = None   # (n_units,) labels, or None
     site_component: np.ndarray | None = None   # (n_sites,) labels, or None
     k_nearest: int | None = 20
+    # solved targets of this problem: (target, rule, single_assignment, integer_classes) -> (model, result);
+    # filled by solve_consolidation, read by tradeoff_curve (reuse and warm starts).  Do not change the
+    # arrays above after solving (prepare a new problem instead).
+    solved: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_units(self) -> int:
@@ -440,13 +459,26 @@ class _Model:
     dem_truncated: np.ndarray  # (n_dem,) bool: allowed list cut by k_nearest
     pre_unserved: np.ndarray   # (n_units, 2) pupils with no allowed site
     count_row: int
+    xy_row0: int               # first row of the x <= y block (one row per pair, in pair order)
     rule: str
     off: dict
     k_used: np.ndarray | None = None
+    session: LpSession | None = None   # the LP relaxation kept in HiGHS for the local search (lazy)
 
     def col(self, name: str) -> slice:
         a, b = self.off[name]
         return slice(a, b)
+
+    @property
+    def scale(self) -> float:
+        """Objective divisor giving a largest cost coefficient of 1e4 (see :func:`_run`)."""
+        return max(float(np.max(np.abs(self.c), initial=0.0)) / 1e4, 1.0)
+
+    def lp_session(self, threads=None) -> LpSession:
+        """The LP relaxation (scaled objective) in a persistent HiGHS instance, created on first use."""
+        if self.session is None:
+            self.session = LpSession(self.c / self.scale, self.A, self.rl, self.ru, self.cl, self.cu, threads=threads)
+        return self.session
 
 
 def _allowed_pairs(p: ConsolidationProblem, k_nearest):
@@ -497,25 +529,33 @@ def _allowed_pairs(p: ConsolidationProblem, k_nearest):
 
 
 def _extend_pairs(p: ConsolidationProblem, target: int, rule: str, *, single_assignment: bool,
-                  integer_classes: bool, threads, rounds: int = 4) -> _Model:
+                  integer_classes: bool, threads, rounds: int = 4, model: _Model | None = None) -> _Model:
     """Nearest-K pairs, widened where the LP relaxation needs them.
 
-    Start from ``k_nearest`` sites per (u, l); solve the LP; every truncated (u, l) whose LP
-    assignment reaches its farthest kept site gets twice as many sites; repeat (at most ``rounds``
-    times).  This keeps the model small while the truncation rarely binds."""
-    if p.k_nearest is None:
+    Start from ``k_nearest`` sites per (u, l) (or from ``model``, a model of the same problem built for
+    another target, whose lists are kept when they suffice); solve the LP; every truncated (u, l)
+    whose LP assignment reaches its farthest kept site gets twice as many sites; repeat (at most
+    ``rounds`` times).  This keeps the model small while the truncation rarely binds.  The LP is
+    solved in the model's :class:`LpSession`, which the warm start then reuses."""
+    if p.k_nearest is None or (model is not None and model.k_used is None):
+        if model is not None:   # every allowed pair is in it already
+            _set_target(model, target, rule)
+            return model
         return _build_model(p, target=target, rule=rule, single_assignment=single_assignment,
                             integer_classes=integer_classes, k_nearest=None)
-    k = np.full((p.n_units, 2), int(p.k_nearest), dtype=np.int64)
+    k = model.k_used.copy() if model is not None else np.full((p.n_units, 2), int(p.k_nearest), dtype=np.int64)
     for _ in range(rounds):
-        model = _build_model(p, target=target, rule=rule, single_assignment=single_assignment,
-                             integer_classes=integer_classes, k_nearest=k)
+        if model is None:
+            model = _build_model(p, target=target, rule=rule, single_assignment=single_assignment,
+                                 integer_classes=integer_classes, k_nearest=k)
+        else:
+            _set_target(model, target, rule)
         if not model.dem_truncated.any():
             break
-        lp = _run(model, model.cl, model.cu, None, time_limit_s=30.0, threads=threads)
-        if not lp.has_solution:
+        _, x, _ = model.lp_session(threads).solve(30.0)
+        if x is None:
             break
-        share = lp.x[model.col("x")]
+        share = x[model.col("x")]
         # the farthest kept pair of each (u, l): pairs are stored nearest first within each (u, l)
         last = np.ones(share.size, dtype=bool)
         key = model.x_unit * 2 + model.x_level
@@ -524,6 +564,10 @@ def _extend_pairs(p: ConsolidationProblem, target: int, rule: str, *, single_ass
         if not hit.any():
             break
         k[model.x_unit[hit], model.x_level[hit]] *= 2
+        model = None
+    if model is None:
+        model = _build_model(p, target=target, rule=rule, single_assignment=single_assignment,
+                             integer_classes=integer_classes, k_nearest=k)
     model.k_used = k
     return model
 
@@ -685,14 +729,19 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
     return _Model(c=c, A=A, rl=rl_a, ru=ru_a, cl=cl, cu=cu, integrality=integrality, n_s=n_s,
                   cls_site=cls_site, cls_level=cls_level, x_unit=xu, x_level=xl, x_site=xs, x_pupils=x_pupils,
                   x_dist_m=xd, x_board=xb, x_dem=x_dem, dem_unit=dem_unit, dem_level=dem_level,
-                  dem_truncated=truncated, pre_unserved=pre, count_row=count_row, rule=rule, off=off)
+                  dem_truncated=truncated, pre_unserved=pre, count_row=count_row, xy_row0=n_d, rule=rule, off=off)
 
 
 def _set_target(model: _Model, target: int, rule: str) -> None:
+    """Move the model (and its LP session) to another target: only the count row's bounds and the
+    bound of ``schools_under`` change, so one model serves a whole trade-off curve."""
     model.rl[model.count_row] = target if rule == "eq" else -np.inf
     model.ru[model.count_row] = target
     model.cu[model.off["under"][0]] = np.inf if rule == "eq" else 0.0
     model.rule = rule
+    if model.session is not None:
+        model.session.set_row_bounds([model.count_row], model.rl[model.count_row], model.ru[model.count_row])
+        model.session.set_col_bounds([model.off["under"][0]], 0.0, model.cu[model.off["under"][0]])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -702,18 +751,19 @@ def _run(model: _Model, cl, cu, integrality, **kw) -> MilpResult:
     """solve_milp on the model with the objective scaled to a largest coefficient of 1e4 (HiGHS's
     tolerances are absolute; the big-M penalties would otherwise be 1e10 and more); the objective and
     bound are scaled back."""
-    scale = max(float(np.max(np.abs(model.c), initial=0.0)) / 1e4, 1.0)
+    scale = model.scale
     r = solve_milp(model.c / scale, model.A, model.rl, model.ru, cl, cu, integrality, **kw)
     return replace(r, objective=r.objective * scale, bound=r.bound * scale)
 
 
 def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, mip_rel_gap: float = 1e-4) -> MilpResult:
-    """The model with the open set fixed (a quick MILP: only classes and expansions are integer)."""
+    """The model with the open set fixed (a small MILP: only classes and expansions are integer)."""
     cl, cu = model.cl.copy(), model.cu.copy()
     sl = model.col("y")
     cl[sl] = y
     cu[sl] = y
-    return _run(model, cl, cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+    return _run(model, cl, cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
+                threads=threads, options=_PROOF_OPTIONS)
 
 
 def _pick_open_set(model: _Model, p: ConsolidationProblem, score: np.ndarray, target: int, rule: str,
@@ -735,13 +785,35 @@ def _pick_open_set(model: _Model, p: ConsolidationProblem, score: np.ndarray, ta
 
 
 def _lp_warm_start(model: _Model, p: ConsolidationProblem, target: int, rule: str, time_limit_s, threads):
-    lp = _run(model, model.cl, model.cu, None, time_limit_s=time_limit_s, threads=threads)
-    if not lp.has_solution:
-        return None, None
-    ylp = lp.x[model.col("y")]
-    load = np.bincount(model.x_site, weights=model.x_pupils * lp.x[model.col("x")], minlength=model.n_s)
-    y = _pick_open_set(model, p, ylp, target, rule, prefer=load)
-    return y, ylp
+    """An open set by LP diving: solve the LP relaxation, fix the fractional ``y`` closest to 1 at 1,
+    re-solve (from the previous basis) and repeat until ``y`` is integral; then the ``target`` counted
+    sites with the largest ``y`` (ties: most pupils).  The LP session is left with ``y`` free again."""
+    session = model.lp_session(threads)
+    ycols = model.off["y"][0] + np.arange(model.n_s)
+    lower = model.cl[ycols].copy()
+    counted = p.sites.counts_toward_target
+    deadline = time.perf_counter() + time_limit_s
+    x = None
+    while True:
+        _, xi, _ = session.solve(max(deadline - time.perf_counter(), 0.05))
+        if xi is None:
+            break
+        x = xi
+        y = x[ycols]
+        frac = (y > 1e-6) & (y < 1 - 1e-6) & (lower < 0.5)
+        if np.sum(lower[counted] > 0.5) >= target:   # never force more counted sites than the target
+            frac &= ~counted
+        frac = np.flatnonzero(frac)
+        if frac.size == 0 or time.perf_counter() >= deadline:
+            break
+        j = frac[np.argmax(y[frac])]
+        lower[j] = 1.0
+        session.set_col_bounds([ycols[j]], 1.0, model.cu[ycols[j]])
+    session.set_col_bounds(ycols, model.cl[ycols], model.cu[ycols])
+    if x is None:
+        return None
+    load = np.bincount(model.x_site, weights=model.x_pupils * x[model.col("x")], minlength=model.n_s)
+    return _pick_open_set(model, p, x[model.col("y")], target, rule, prefer=load)
 
 
 def _adjust_open_set(model: _Model, p: ConsolidationProblem, y_prev: np.ndarray, x_prev: np.ndarray,
@@ -775,6 +847,134 @@ def _adjust_open_set(model: _Model, p: ConsolidationProblem, y_prev: np.ndarray,
         saving[j] = -np.inf
         n_open += 1
     return y
+
+
+def _evaluate_open_set(model: _Model, y: np.ndarray, threads) -> float:
+    """LP value (scaled objective) of the model with the open set fixed to ``y``; inf if infeasible."""
+    session = model.lp_session(threads)
+    ycols = model.off["y"][0] + np.arange(model.n_s)
+    session.set_col_bounds(ycols, y, y)
+    value, x, _ = session.solve(30.0)
+    session.set_col_bounds(ycols, model.cl[ycols], model.cu[ycols])
+    return value if x is not None else np.inf
+
+
+def _site_overlap(model: _Model) -> np.ndarray:
+    """(n_sites, n_sites) pupils that could go to both sites (sum over the (u, l) listing both): which
+    open school a newly opened site would draw its pupils from."""
+    inc = sp.csr_matrix((model.x_pupils, (model.x_dem, model.x_site)), shape=(model.dem_unit.size, model.n_s))
+    inc.data = np.sqrt(inc.data)
+    return (inc.T @ inc).toarray()
+
+
+def _estimate_opening(model: _Model, p: ConsolidationProblem, rcy: np.ndarray, row_dual: np.ndarray) -> np.ndarray:
+    """Capacity-aware first-order change of the LP value when a closed site opens (scaled units).
+
+    The reduced cost of a closed ``y[j]`` counts the gain of moving every listed pupil to ``j``
+    (the duals of its ``x <= y`` rows), however few classrooms ``j`` has.  Keep only what fits:
+    a fractional knapsack of those duals by classrooms used (pupils / class-size cap) within
+    ``min(classrooms + max_expand, max_classes)``; the excess is added back to the reduced cost."""
+    S = p.sites
+    mu = np.maximum(-row_dual[model.xy_row0:model.xy_row0 + model.x_site.size], 0.0)
+    cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)
+    weight = model.x_pupils / cap[model.x_level]
+    ratio = mu / np.maximum(weight, _TOL)
+    order = np.lexsort((-ratio, model.x_site))
+    site, w, m = model.x_site[order], weight[order], mu[order]
+    cum = np.cumsum(w)
+    start = np.searchsorted(site, np.arange(model.n_s))
+    before = cum - w - np.concatenate([[0.0], cum])[start[site]]
+    budget = np.minimum(S.classrooms + S.max_expand, S.max_classes)[site]
+    take = np.clip(budget - before, 0.0, w) / np.maximum(w, _TOL)
+    excess = np.bincount(site, weights=m * (1.0 - take), minlength=model.n_s)
+    return rcy + excess
+
+
+def _local_search(model: _Model, p: ConsolidationProblem, y0: np.ndarray, rule: str, deadline: float,
+                  threads, *, n_open_moves: int = 20, n_close_moves: int = 2) -> tuple[np.ndarray, float]:
+    """Improve an open set by swaps (close one counted site, open another), each judged by the LP
+    relaxation with ``y`` fixed (classes and expansions continuous), re-solved from the previous basis
+    in one persistent HiGHS instance (:class:`layout.milp.LpSession`, ~20 ms per move at Fuling size).
+
+    Moves are ranked by the LP's reduced costs of ``y`` at the current open set (a closed site with a
+    negative reduced cost would lower the cost if opened) and, for the site to close, by how many of
+    the opened site's pupils it could also serve (its nearest competitor) or by its own reduced cost
+    (the open site the LP values least).  First improvement; at a local optimum the candidate lists
+    double; stops when they hold every site and none improves, or at ``deadline``
+    (``time.perf_counter()`` seconds).  Sites that do not count toward the target (and,
+    under rule "le", any movable site) may also open or close alone.
+    Returns the open set (n_sites,) of 0/1 and its LP value (scaled objective; nan if infeasible).
+    The LP session is left with ``y`` free again.
+    """
+    S = p.sites
+    n_s = model.n_s
+    ycols = model.off["y"][0] + np.arange(n_s)
+    session = model.lp_session(threads)
+    counted = S.counts_toward_target
+    movable = ~(S.must_keep | S.cannot_close)
+    y = np.round(y0).astype(float)
+
+    def evaluate(yy):
+        session.set_col_bounds(ycols, yy, yy)
+        return session.solve(max(deadline - time.perf_counter(), 0.05))
+
+    value, _, rc = evaluate(y)
+    if rc is None:
+        session.set_col_bounds(ycols, model.cl[ycols], model.cu[ycols])
+        return y, float("nan")
+    overlap = _site_overlap(model)
+    tol = 1e-7 * max(abs(value), 1.0)
+    failed: set[tuple[int, int]] = set()   # moves that did not improve (forgotten when a neighbour changes)
+    while time.perf_counter() < deadline:
+        rcy = rc[ycols]
+        closed = y < 0.5
+        gain = _estimate_opening(model, p, rcy, session.row_dual)
+        # swaps between two counted or two uncounted sites (the count stays), ranked by the
+        # reduced-cost estimate
+        opened = np.flatnonzero(closed & (rcy < -tol))
+        opened = opened[np.argsort(gain[opened], kind="stable")][:n_open_moves]
+        moves = []
+        for j in opened:
+            is_open = np.flatnonzero(~closed & movable & (counted == counted[j]))
+            near = is_open[np.argsort(-overlap[j, is_open], kind="stable")][:n_close_moves]
+            weak = is_open[np.argsort(-rcy[is_open], kind="stable")][:n_close_moves]
+            for i in dict.fromkeys(np.concatenate([near, weak]).tolist()):
+                moves.append((gain[j] - rcy[i], int(i), int(j)))
+        # flips: sites outside the count (and, under "le", counted sites closing).  The LP value is
+        # convex in one y, so a flip can only help when its reduced cost points that way.
+        flip_close = ~closed & movable & (rcy > tol) & (~counted | (rule == "le"))
+        flip_open = closed & ~counted & (rcy < -tol)
+        moves += [(-rcy[i], int(i), -1) for i in np.flatnonzero(flip_close)]
+        moves += [(gain[j], -1, int(j)) for j in np.flatnonzero(flip_open)]
+        moves.sort()
+        improved = skipped = False
+        for _est, i, j in moves:
+            if time.perf_counter() >= deadline:
+                break
+            if (i, j) in failed:   # failed before, and nothing near i or j has changed since
+                skipped = True
+                continue
+            trial = y.copy()
+            if i >= 0:
+                trial[i] = 0.0
+            if j >= 0:
+                trial[j] = 1.0
+            v, _, r = evaluate(trial)
+            if r is not None and v < value - tol:
+                y, value, rc, improved = trial, v, r, True
+                touched = set(np.flatnonzero((overlap[[k for k in (i, j) if k >= 0]] > 0).any(axis=0)).tolist())
+                failed = {mv for mv in failed if mv[0] not in touched and mv[1] not in touched}
+                break
+            failed.add((i, j))
+        if not improved:
+            if skipped:
+                failed.clear()   # check the skipped moves once more at this open set
+            elif n_open_moves < n_s:
+                n_open_moves, n_close_moves = 2 * n_open_moves, 2 * n_close_moves   # a wider neighbourhood
+            else:
+                break
+    session.set_col_bounds(ycols, model.cl[ycols], model.cu[ycols])
+    return y, value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1036,78 +1236,50 @@ def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: in
 # ----------------------------------------------------------------------------------------------
 # solving
 # ----------------------------------------------------------------------------------------------
-def _stage1_integrality(model: _Model) -> np.ndarray:
-    """Stage 1 relaxes the classrooms added (``e``) only: rounding them up afterwards costs little and
-    pupils can be re-routed, whereas the per-level classes of two-level sites must stay integer (a
-    relaxed class there can hide a missing classroom)."""
-    integ = model.integrality.copy()
-    integ[model.col("e")] = 0
-    return integ
-
-
 def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: str, *, time_limit_s: float,
                     mip_rel_gap: float, threads, warm_y: np.ndarray | None, warm_x: np.ndarray | None) -> tuple:
-    """Two stages.  (1) the MILP in the open/close decisions with expansions and classes continuous —
-    a relaxation of the full model, so its proven bound bounds the full model; (2) the full model with
-    the stage-1 open set fixed (integer classrooms and nine-year classes; quick).  Returned: the stage-2
-    solution with the stage-1 bound and the gap between them."""
+    """Incumbent first, then the proof.
+
+    (1) An open set: the LP relaxation rounded (the ``target`` largest ``y``), or ``warm_y`` moved to
+    the new target; (2) :func:`_local_search` on it (LP-evaluated swaps, ``_LOCAL_SEARCH_SHARE`` of
+    the time limit); (3) the full model with that open set fixed, a small MILP (integer classrooms and
+    nine-year classes), gives a feasible incumbent; (4) the full MILP from that incumbent with HiGHS's
+    primal heuristics off (``_PROOF_OPTIONS``: its sub-MIPs would mostly redo step 2; the time goes
+    to cuts and branching), and, if that does not reach ``mip_rel_gap`` within ``_PROOF_SHARE`` of the
+    remaining time, once more with HiGHS's defaults from the best solution so far.  The bound reported is
+    HiGHS's proven bound of this model (the best of the runs: each is a bound of the same model)."""
     t0 = time.perf_counter()
     _set_target(model, target, rule)
     deadline = t0 + time_limit_s
-    integ1 = _stage1_integrality(model)
-    single = bool(np.any(integ1[model.col("x")]))
-    start = ylp = None
+    integ = model.integrality
+    start = None
+    y_lp = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
+    y0 = y_lp
     if warm_y is not None:
-        y0 = warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule)
-    else:
-        y0, ylp = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
+        # a previous solution moved to this target, unless the rounded LP is better (by LP value)
+        y_warm = warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule)
+        y0 = y_warm if y_lp is None else min((y_warm, y_lp), key=lambda yy: _evaluate_open_set(model, yy, threads))
     if y0 is not None:
-        cl, cu = model.cl.copy(), model.cu.copy()
-        cl[model.col("y")] = cu[model.col("y")] = y0
-        fixed = _run(model, cl, cu, integ1, time_limit_s=max(1.0, 0.1 * time_limit_s),
-                     mip_rel_gap=1e-3, threads=threads)
+        ls_end = min(deadline, time.perf_counter() + _LOCAL_SEARCH_SHARE * time_limit_s)
+        y0, _ = _local_search(model, p, y0, rule, ls_end, threads)
+        fixed = _solve_fixed_y(model, y0, max(1.0, 0.1 * time_limit_s), threads, mip_rel_gap=min(1e-4, mip_rel_gap))
         if fixed.has_solution:
             start = fixed.x
-    if warm_y is None and ylp is not None:
-        # LP-and-fix: sites integral in the LP stay as they are, the fractional ones are decided by a
-        # small MILP (few free binaries), started from the rounding above
-        cl, cu = model.cl.copy(), model.cu.copy()
-        sl = model.col("y")
-        cl[sl] = np.where(ylp > 1 - 1e-6, 1.0, cl[sl])
-        cu[sl] = np.where(ylp < 1e-6, 0.0, cu[sl])
-        sub = _run(model, cl, cu, integ1, time_limit_s=max(1.0, 0.15 * time_limit_s), mip_rel_gap=5e-4,
-                   warm_start=start, threads=threads)
-        if sub.has_solution and (start is None or model.c @ sub.x < model.c @ start):
-            start = sub.x
-    gap2 = min(2e-4, 0.25 * mip_rel_gap)
-    remaining = max(1.0, 0.8 * (deadline - time.perf_counter()))
-    res1 = _run(model, model.cl, model.cu, integ1, time_limit_s=remaining, mip_rel_gap=max(mip_rel_gap - gap2, 0.0),
-                warm_start=start, threads=threads)
-    if not res1.has_solution:
-        return res1, time.perf_counter() - t0
-    y = np.round(res1.x[model.col("y")])
-    # the stage-1 solution with the classrooms added rounded up is feasible for the full model
-    # (e <= max_expand stays within its integer bound; more classrooms never violate a row)
-    x_up = res1.x.copy()
-    x_up[model.col("e")] = np.ceil(x_up[model.col("e")] - 1e-6)
-    obj_up = float(model.c @ x_up)
-    if (obj_up - res1.bound) / max(abs(obj_up), 1e-9) <= mip_rel_gap:
-        res2 = MilpResult(x=x_up, objective=obj_up, bound=obj_up, gap=0.0, status=res1.status, seconds=0.0,
-                          optimal=True)
-    else:
-        remaining = max(1.0, deadline - time.perf_counter())
-        res2 = _solve_fixed_y(model, y, remaining, threads, mip_rel_gap=gap2)
-        if not res2.has_solution or res2.objective > obj_up:
-            res2 = MilpResult(x=x_up, objective=obj_up, bound=res2.bound, gap=float("nan"), status=res2.status,
-                              seconds=res2.seconds, optimal=False)
-    bound = min(res1.bound, res2.objective)
-    gap = max(0.0, (res2.objective - bound) / max(abs(res2.objective), 1e-9))
-    ok = gap <= mip_rel_gap + 1e-12
-    status = "Optimal" if ok else (res1.status if res1.status != "Optimal" else
-                                   (res2.status if res2.status != "Optimal" else "Gap above tolerance"))
-    return MilpResult(x=res2.x, objective=res2.objective, bound=bound, gap=gap, status=status,
-                      seconds=res1.seconds + res2.seconds, optimal=ok), \
-        time.perf_counter() - t0
+    remaining = max(1.0, deadline - time.perf_counter())
+    first = _PROOF_SHARE * remaining if start is not None else remaining
+    res = _run(model, model.cl, model.cu, integ, time_limit_s=first, mip_rel_gap=mip_rel_gap,
+               warm_start=start, threads=threads, options=_PROOF_OPTIONS if start is not None else None)
+    if start is not None and not res.optimal and deadline - time.perf_counter() > 0.5:
+        again = _run(model, model.cl, model.cu, integ, time_limit_s=max(0.5, deadline - time.perf_counter()),
+                     mip_rel_gap=mip_rel_gap, warm_start=res.x if res.has_solution else start, threads=threads)
+        best = again if again.has_solution and (not res.has_solution or again.objective <= res.objective) else res
+        if best.has_solution:
+            bound = max(res.bound, again.bound)
+            gap = max(0.0, (best.objective - bound) / max(abs(best.objective), 1e-9))
+            ok = gap <= mip_rel_gap + 1e-12
+            res = replace(best, bound=bound, gap=gap, seconds=res.seconds + again.seconds, optimal=ok,
+                          status="Optimal" if ok else again.status)
+    return res, time.perf_counter() - t0
 
 
 def solve_consolidation(
@@ -1131,7 +1303,9 @@ def solve_consolidation(
     model, res, secs = _solve(problem, target, rule=rule, single_assignment=single_assignment,
                               integer_classes=integer_classes, time_limit_s=time_limit_s,
                               mip_rel_gap=mip_rel_gap, threads=threads, warm_start=warm_start)
-    return _extract(model, problem, res, target, rule, secs)
+    result = _extract(model, problem, res, target, rule, secs)
+    problem.solved[(int(target), rule, bool(single_assignment), bool(integer_classes))] = (model, result)
+    return result
 
 
 def _check_target(problem: ConsolidationProblem, target, rule) -> None:
@@ -1145,11 +1319,12 @@ def _check_target(problem: ConsolidationProblem, target, rule) -> None:
 
 
 def _solve(problem, target, *, rule, single_assignment, integer_classes, time_limit_s, mip_rel_gap, threads,
-           warm_start):
+           warm_start, model: _Model | None = None):
+    """Build (or re-target ``model``, built for the same problem and settings) and solve one target."""
     _check_target(problem, target, rule)
     t0 = time.perf_counter()
     model = _extend_pairs(problem, int(target), rule, single_assignment=single_assignment,
-                          integer_classes=integer_classes, threads=threads)
+                          integer_classes=integer_classes, threads=threads, model=model)
     warm_y = warm_x = None
     if warm_start is not None and warm_start.x is not None:
         warm_y = warm_start.open.astype(float)
@@ -1201,25 +1376,36 @@ def tradeoff_curve(
     mip_rel_gap: float = 1e-3,
     threads: int | None = None,
 ) -> tuple[pd.DataFrame, dict[int, ConsolidationResult]]:
-    """Solve each target, each solve warm-started from the previous solution (its open set moved to
-    the new count: the least-loaded school dropped, or the closed site saving most travel opened).
+    """Solve each target on one model (only the count row's bounds change between targets; the LP
+    relaxation stays loaded in HiGHS, so each target's LP re-solves from the previous basis).  Each
+    target starts from its own rounded LP, improved by the LP-evaluated local search (a previous
+    target's open set moved to this count proved a worse start).  A target already solved on this
+    problem by :func:`solve_consolidation` with the same settings and a gap within ``mip_rel_gap`` is
+    reused, not solved again.
 
     Returns a table with one row per target: schools open, travel (mean and p90 metres by level,
     pupil-km), cost terms, slack used (unserved pupils, extra classrooms, missing beds, schools over
-    / under target), gap and seconds; and the results by target.
+    / under target), gap, seconds (0 for a reused target) and ``reused``; and the results by target.
     """
     results: dict[int, ConsolidationResult] = {}
     rows = []
-    prev: ConsolidationResult | None = None
     for t in targets:
         _check_target(problem, t, rule)
+    same = [(k[0], v) for k, v in problem.solved.items()
+            if k[1:] == (rule, bool(single_assignment), bool(integer_classes))]
+    model = same[-1][1][0] if same else None
     for t in targets:
-        used_model, res, secs = _solve(problem, int(t), rule=rule, single_assignment=single_assignment,
-                                       integer_classes=integer_classes, time_limit_s=time_limit_s,
-                                       mip_rel_gap=mip_rel_gap, threads=threads, warm_start=prev)
-        r = _extract(used_model, problem, res, int(t), rule, secs)
+        hit = [v for k, v in same if k == int(t) and v[1].gap <= mip_rel_gap + 1e-12]
+        reused = bool(hit)
+        if reused:
+            r = hit[-1][1]
+        else:
+            model, res, secs = _solve(problem, int(t), rule=rule, single_assignment=single_assignment,
+                                      integer_classes=integer_classes, time_limit_s=time_limit_s,
+                                      mip_rel_gap=mip_rel_gap, threads=threads, warm_start=None, model=model)
+            r = _extract(model, problem, res, int(t), rule, secs)
+            problem.solved[(int(t), rule, bool(single_assignment), bool(integer_classes))] = (model, r)
         results[int(t)] = r
-        prev = r
         row = {"target": int(t), "schools_open": r.n_open_counted}
         for lv, name in enumerate(LEVELS):
             f = r.flows[r.flows["level"] == lv]
@@ -1232,7 +1418,8 @@ def tradeoff_curve(
                     "extra_classrooms": float(r.extra_classrooms.sum()),
                     "missing_beds": float(r.missing_beds.sum()),
                     "schools_over_target": r.schools_over, "schools_under_target": r.schools_under,
-                    "gap": r.gap, "status": r.status, "seconds": r.seconds})
+                    "gap": r.gap, "status": r.status, "seconds": 0.0 if reused else r.seconds,
+                    "reused": reused})
         rows.append(row)
     return pd.DataFrame(rows), results
 

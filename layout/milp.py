@@ -14,7 +14,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["MilpResult", "solve_milp"]
+__all__ = ["LpSession", "MilpResult", "solve_milp"]
 
 
 @dataclass
@@ -32,30 +32,8 @@ class MilpResult:
         return self.x is not None
 
 
-def solve_milp(
-    c: np.ndarray,
-    A: sp.spmatrix,
-    row_lower: np.ndarray,
-    row_upper: np.ndarray,
-    col_lower: np.ndarray,
-    col_upper: np.ndarray,
-    integrality: np.ndarray | None = None,
-    *,
-    offset: float = 0.0,
-    time_limit_s: float = 60.0,
-    mip_rel_gap: float = 1e-6,
-    warm_start: np.ndarray | None = None,
-    threads: int | None = None,
-    verbose: bool = False,
-) -> MilpResult:
-    """Minimise ``c @ x + offset`` s.t. ``row_lower <= A x <= row_upper`` and column bounds.
-
-    ``integrality`` is a 0/1 vector (1 = integer column).  Infinite bounds are
-    ``±np.inf``.  ``warm_start`` is a full primal vector passed to HiGHS as a
-    starting incumbent.  Returns a :class:`MilpResult`; it never raises on an
-    infeasible model (``status`` says so) so that callers can diagnose.
-    """
-    c = np.ascontiguousarray(c, dtype=np.float64)
+def _build_lp(c, A, row_lower, row_upper, col_lower, col_upper, integrality, offset) -> "highspy.HighsLp":
+    """The arrays as one highspy.HighsLp (row-wise matrix; ±inf bounds mapped to HiGHS's infinity)."""
     n = c.size
     A = sp.csr_matrix(A, dtype=np.float64)
     if A.shape[1] != n:
@@ -82,6 +60,37 @@ def solve_milp(
             highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous
             for v in np.asarray(integrality, dtype=bool)
         ]
+    return lp
+
+
+def solve_milp(
+    c: np.ndarray,
+    A: sp.spmatrix,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+    col_lower: np.ndarray,
+    col_upper: np.ndarray,
+    integrality: np.ndarray | None = None,
+    *,
+    offset: float = 0.0,
+    time_limit_s: float = 60.0,
+    mip_rel_gap: float = 1e-6,
+    warm_start: np.ndarray | None = None,
+    threads: int | None = None,
+    verbose: bool = False,
+    options: dict | None = None,
+) -> MilpResult:
+    """Minimise ``c @ x + offset`` s.t. ``row_lower <= A x <= row_upper`` and column bounds.
+
+    ``integrality`` is a 0/1 vector (1 = integer column).  Infinite bounds are
+    ``±np.inf``.  ``warm_start`` is a full primal vector passed to HiGHS as a
+    starting incumbent.  ``options`` maps further HiGHS option names to values (e.g.
+    ``{"mip_heuristic_effort": 0.0}``); they are set after the ones above, so they may override them.
+    Returns a :class:`MilpResult`; it never raises on an infeasible model (``status`` says so) so that
+    callers can diagnose.  An unknown option name or a bad value raises ``ValueError``.
+    """
+    c = np.ascontiguousarray(c, dtype=np.float64)
+    lp = _build_lp(c, A, row_lower, row_upper, col_lower, col_upper, integrality, offset)
     h = highspy.Highs()
     h.setOptionValue("output_flag", bool(verbose))
     h.setOptionValue("time_limit", float(time_limit_s))
@@ -89,6 +98,9 @@ def solve_milp(
     h.setOptionValue("random_seed", 0)
     if threads is not None:
         h.setOptionValue("threads", int(threads))
+    for name, value in (options or {}).items():
+        if h.setOptionValue(str(name), value) != highspy.HighsStatus.kOk:
+            raise ValueError(f"HiGHS rejected option {name!r} = {value!r}; see the HiGHS option list")
     h.passModel(lp)
     if warm_start is not None:
         sol = highspy.HighsSolution()
@@ -120,5 +132,63 @@ def solve_milp(
         if abs(attained - objective) > 1e-6 * max(1.0, abs(objective)):
             return solve_milp(c, A, row_lower, row_upper, col_lower, col_upper, integrality, offset=offset,
                               time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, warm_start=None, threads=threads,
-                              verbose=verbose)
+                              verbose=verbose, options=options)
     return MilpResult(x=x, objective=objective, bound=bound, gap=gap, status=status, seconds=seconds, optimal=optimal)
+
+
+class LpSession:
+    """One LP kept in HiGHS and re-solved after bound changes (dual simplex from the previous basis).
+
+    For heuristics that evaluate many closely related LPs (e.g. a local search that fixes different
+    binary columns): changing a few column or row bounds and re-solving takes milliseconds where
+    building and solving from scratch takes a good fraction of a second.  Same arrays and bound
+    conventions as :func:`solve_milp` (no integrality: it is an LP).
+    """
+
+    def __init__(self, c, A, row_lower, row_upper, col_lower, col_upper, *, offset: float = 0.0,
+                 threads: int | None = None, options: dict | None = None):
+        self.c = np.ascontiguousarray(c, dtype=np.float64)
+        self._h = highspy.Highs()
+        self._h.setOptionValue("output_flag", False)
+        self._h.setOptionValue("random_seed", 0)
+        if threads is not None:
+            self._h.setOptionValue("threads", int(threads))
+        for name, value in (options or {}).items():
+            if self._h.setOptionValue(str(name), value) != highspy.HighsStatus.kOk:
+                raise ValueError(f"HiGHS rejected option {name!r} = {value!r}; see the HiGHS option list")
+        self._h.passModel(_build_lp(self.c, A, row_lower, row_upper, col_lower, col_upper, None, offset))
+        self.row_dual: np.ndarray | None = None
+
+    @staticmethod
+    def _finite(a) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        return np.where(np.isposinf(a), highspy.kHighsInf, np.where(np.isneginf(a), -highspy.kHighsInf, a))
+
+    def set_col_bounds(self, cols, lower, upper) -> None:
+        """Set the bounds of the columns ``cols`` (int array) to ``lower`` / ``upper`` (arrays or scalars)."""
+        cols = np.asarray(cols, dtype=np.int32)
+        lo = np.broadcast_to(self._finite(lower), cols.shape).copy()
+        hi = np.broadcast_to(self._finite(upper), cols.shape).copy()
+        self._h.changeColsBounds(cols.size, cols, lo, hi)
+
+    def set_row_bounds(self, rows, lower, upper) -> None:
+        """Set the bounds of the rows ``rows`` (int array)."""
+        rows = np.asarray(rows, dtype=np.int32)
+        lo = np.broadcast_to(self._finite(lower), rows.shape)
+        hi = np.broadcast_to(self._finite(upper), rows.shape)
+        for r, a, b in zip(rows, lo, hi):
+            self._h.changeRowBounds(int(r), float(a), float(b))
+
+    def solve(self, time_limit_s: float = 60.0) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        """Re-solve; returns (objective, x, reduced costs) — (nan, None, None) unless optimal.
+        The row duals of the last optimal solve are in :attr:`row_dual` (HiGHS's sign convention:
+        <= 0 on a binding upper bound of a minimisation)."""
+        # HiGHS's time limit counts the instance's total run time over every run so far
+        self._h.setOptionValue("time_limit", float(self._h.getRunTime() + max(time_limit_s, 1e-3)))
+        self._h.run()
+        if self._h.modelStatusToString(self._h.getModelStatus()) != "Optimal":
+            return float("nan"), None, None
+        sol = self._h.getSolution()
+        self.row_dual = np.asarray(sol.row_dual, dtype=np.float64)
+        return (float(self._h.getInfo().objective_function_value), np.asarray(sol.col_value, dtype=np.float64),
+                np.asarray(sol.col_dual, dtype=np.float64))
