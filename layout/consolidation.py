@@ -127,7 +127,7 @@ _TOL = 1e-6
 _LOCAL_SEARCH_SHARE = 0.075   # of the time limit, for the LP-evaluated swap search before the MILP
 # the MILP starts from the local-search incumbent: HiGHS's own root heuristics (RINS/RENS sub-MIPs,
 # feasibility jump) then mostly repeat that work, so the time goes to the bound instead
-_PROOF_SHARE = 0.3   # of the remaining time for the heuristic-free run before HiGHS's defaults take over
+_PROOF_SHARE = 0.6   # of the remaining time for the heuristic-free run before HiGHS's defaults take over
 _PROOF_OPTIONS = {"mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
                   "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False,
                   "mip_allow_restart": False}
@@ -849,16 +849,6 @@ def _adjust_open_set(model: _Model, p: ConsolidationProblem, y_prev: np.ndarray,
     return y
 
 
-def _evaluate_open_set(model: _Model, y: np.ndarray, threads) -> float:
-    """LP value (scaled objective) of the model with the open set fixed to ``y``; inf if infeasible."""
-    session = model.lp_session(threads)
-    ycols = model.off["y"][0] + np.arange(model.n_s)
-    session.set_col_bounds(ycols, y, y)
-    value, x, _ = session.solve(30.0)
-    session.set_col_bounds(ycols, model.cl[ycols], model.cu[ycols])
-    return value if x is not None else np.inf
-
-
 def _site_overlap(model: _Model) -> np.ndarray:
     """(n_sites, n_sites) pupils that could go to both sites (sum over the (u, l) listing both): which
     open school a newly opened site would draw its pupils from."""
@@ -1240,11 +1230,12 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
                     mip_rel_gap: float, threads, warm_y: np.ndarray | None, warm_x: np.ndarray | None) -> tuple:
     """Incumbent first, then the proof.
 
-    (1) An open set: the LP relaxation rounded (the ``target`` largest ``y``), or ``warm_y`` moved to
-    the new target; (2) :func:`_local_search` on it (LP-evaluated swaps, ``_LOCAL_SEARCH_SHARE`` of
-    the time limit); (3) the full model with that open set fixed, a small MILP (integer classrooms and
-    nine-year classes), gives a feasible incumbent; (4) the full MILP from that incumbent with HiGHS's
-    primal heuristics off (``_PROOF_OPTIONS``: its sub-MIPs would mostly redo step 2; the time goes
+    (1) An open set by LP diving (:func:`_lp_warm_start`); (2) :func:`_local_search` on it
+    (LP-evaluated swaps, ``_LOCAL_SEARCH_SHARE`` of the time limit); (3) the full model with that open
+    set fixed, a small MILP (integer classrooms and nine-year classes), gives a feasible incumbent — as
+    does ``warm_y`` (moved to this target) when given, and the better one is kept; (4) the full MILP
+    from that incumbent with HiGHS's primal heuristics and restarts off (``_PROOF_OPTIONS``: its
+    sub-MIPs would mostly redo step 2; the time goes
     to cuts and branching), and, if that does not reach ``mip_rel_gap`` within ``_PROOF_SHARE`` of the
     remaining time, once more with HiGHS's defaults from the best solution so far.  The bound reported is
     HiGHS's proven bound of this model (the best of the runs: each is a bound of the same model)."""
@@ -1253,17 +1244,16 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
     deadline = t0 + time_limit_s
     integ = model.integrality
     start = None
-    y_lp = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
-    y0 = y_lp
-    if warm_y is not None:
-        # a previous solution moved to this target, unless the rounded LP is better (by LP value)
-        y_warm = warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule)
-        y0 = y_warm if y_lp is None else min((y_warm, y_lp), key=lambda yy: _evaluate_open_set(model, yy, threads))
+    y0 = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
     if y0 is not None:
         ls_end = min(deadline, time.perf_counter() + _LOCAL_SEARCH_SHARE * time_limit_s)
         y0, _ = _local_search(model, p, y0, rule, ls_end, threads)
-        fixed = _solve_fixed_y(model, y0, max(1.0, 0.1 * time_limit_s), threads, mip_rel_gap=min(1e-4, mip_rel_gap))
-        if fixed.has_solution:
+    candidates = [y0] if y0 is not None else []
+    if warm_y is not None:   # a previous solution (moved to this target) competes on the full model
+        candidates.append(warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule))
+    for y_try in candidates:
+        fixed = _solve_fixed_y(model, y_try, max(1.0, 0.1 * time_limit_s), threads, mip_rel_gap=min(1e-4, mip_rel_gap))
+        if fixed.has_solution and (start is None or fixed.objective < float(model.c @ start)):
             start = fixed.x
     remaining = max(1.0, deadline - time.perf_counter())
     first = _PROOF_SHARE * remaining if start is not None else remaining
@@ -1378,8 +1368,9 @@ def tradeoff_curve(
 ) -> tuple[pd.DataFrame, dict[int, ConsolidationResult]]:
     """Solve each target on one model (only the count row's bounds change between targets; the LP
     relaxation stays loaded in HiGHS, so each target's LP re-solves from the previous basis).  Each
-    target starts from its own rounded LP, improved by the LP-evaluated local search (a previous
-    target's open set moved to this count proved a worse start).  A target already solved on this
+    target's incumbent is the better (on the full model) of its own LP diving + local search and the
+    previous target's open set moved to this count (the least-loaded school dropped, or the closed site
+    saving most travel opened).  A target already solved on this
     problem by :func:`solve_consolidation` with the same settings and a gap within ``mip_rel_gap`` is
     reused, not solved again.
 
@@ -1394,18 +1385,22 @@ def tradeoff_curve(
     same = [(k[0], v) for k, v in problem.solved.items()
             if k[1:] == (rule, bool(single_assignment), bool(integer_classes))]
     model = same[-1][1][0] if same else None
+    prev: ConsolidationResult | None = None
     for t in targets:
         hit = [v for k, v in same if k == int(t) and v[1].gap <= mip_rel_gap + 1e-12]
         reused = bool(hit)
         if reused:
             r = hit[-1][1]
         else:
+            if prev is None and same:
+                prev = min(same, key=lambda kv: abs(kv[0] - int(t)))[1][1]
             model, res, secs = _solve(problem, int(t), rule=rule, single_assignment=single_assignment,
                                       integer_classes=integer_classes, time_limit_s=time_limit_s,
-                                      mip_rel_gap=mip_rel_gap, threads=threads, warm_start=None, model=model)
+                                      mip_rel_gap=mip_rel_gap, threads=threads, warm_start=prev, model=model)
             r = _extract(model, problem, res, int(t), rule, secs)
             problem.solved[(int(t), rule, bool(single_assignment), bool(integer_classes))] = (model, r)
         results[int(t)] = r
+        prev = r
         row = {"target": int(t), "schools_open": r.n_open_counted}
         for lv, name in enumerate(LEVELS):
             f = r.flows[r.flows["level"] == lv]

@@ -1,6 +1,8 @@
 """Consolidation model: small cases whose optimum is obvious by hand, invariants, diagnosis."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -298,3 +300,95 @@ def test_two_stage_bound_and_gap_are_honest_against_a_tight_solve():
     assert loose.objective >= tight.bound * (1 - 1e-7)
     assert loose.gap == pytest.approx((loose.objective - loose.bound) / loose.objective, abs=1e-9)
     assert loose.gap <= 1e-2
+
+
+# ----------------------------------------------------------------------------------------------
+# solver plumbing: HiGHS options, the persistent LP, the local search, model reuse on the curve
+# ----------------------------------------------------------------------------------------------
+def test_solve_milp_passes_highs_options_and_rejects_unknown_ones():
+    import scipy.sparse as sp
+
+    from layout.milp import solve_milp
+
+    # max 5a + 4b + 3c s.t. 2a + 3b + c <= 5, 4a + b + 2c <= 11, 3a + 4b + 2c <= 8, binary → a = b = 1, value 9
+    # (all three: 6 > 5; a, c: 8; b, c: 7)
+    A = sp.csr_matrix(np.array([[2.0, 3, 1], [4, 1, 2], [3, 4, 2]]))
+    args = (-np.array([5.0, 4, 3]), A, np.full(3, -np.inf), np.array([5.0, 11, 8]), np.zeros(3), np.ones(3), np.ones(3))
+    plain = solve_milp(*args)
+    tuned = solve_milp(*args, options={"mip_heuristic_run_rins": False, "mip_allow_restart": False})
+    assert plain.objective == pytest.approx(-9.0) and tuned.objective == pytest.approx(-9.0)
+    assert tuned.x.round().tolist() == [1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="no_such_option"):
+        solve_milp(*args, options={"no_such_option": 1})
+
+
+def test_lp_session_resolves_after_bound_changes_like_a_fresh_solve():
+    import scipy.sparse as sp
+
+    from layout.milp import LpSession, solve_milp
+
+    # min x0 + 2 x1 + 3 x2 s.t. x0 + x1 + x2 >= 4, x in [0, 2]  → x = (2, 2, 0), value 6
+    c = np.array([1.0, 2, 3])
+    A = sp.csr_matrix(np.ones((1, 3)))
+    lo, hi = np.zeros(3), np.full(3, 2.0)
+    s = LpSession(c, A, np.array([4.0]), np.array([np.inf]), lo, hi)
+    value, x, rc = s.solve()
+    assert value == pytest.approx(6.0) and x.tolist() == pytest.approx([2, 2, 0])
+    assert rc[2] == pytest.approx(1.0)              # x2 costs 3, the row's dual is 2
+    s.set_col_bounds([0], 0.0, 0.0)                 # x0 fixed at 0 → x = (0, 2, 2), value 10
+    value, x, _ = s.solve()
+    fresh = solve_milp(c, A, np.array([4.0]), np.array([np.inf]), np.zeros(3), np.array([0.0, 2, 2]))
+    assert value == pytest.approx(10.0) == pytest.approx(fresh.objective)
+    assert s.row_dual[0] == pytest.approx(3.0)      # one more unit of the row costs 3 (x2)
+    s.set_row_bounds([0], 5.0, np.inf)              # infeasible with x0 = 0: 2 + 2 < 5
+    value, x, _ = s.solve()
+    assert x is None and np.isnan(value)
+    s.set_col_bounds([0], 0.0, 2.0)
+    assert s.solve()[0] == pytest.approx(1 * 2 + 2 * 2 + 3 * 1)
+
+
+def test_local_search_swaps_a_bad_open_set_to_the_optimum_and_flips_uncounted_sites():
+    from layout import consolidation as C
+
+    # units at 0, 1, 10, 11 km; counted schools at 0.5, 5, 10.5 km; target 2 → keep 0.5 and 10.5.
+    # A teaching point (not counted) at 20 km, where 500 pupils live: opening it saves 500 × 9.5 km × 380
+    # CNY = 1.805 M CNY/yr of travel for 1.5 M CNY/yr of running cost, so it opens (with 100 pupils it
+    # would not: 0.361 M < 1.5 M).
+    demand = np.array([[30, 0], [30, 0], [40, 0], [40, 0], [500, 0]], float)
+    dist = line_distances([0, 1, 10, 11, 20], [0.5, 5, 10.5, 20])
+    sites = primary_sites(4, counts_toward_target=np.array([True, True, True, False]))
+    p = prepare_consolidation(demand, dist, np.zeros(5, bool), sites, rules=WIDE)
+    model = C._build_model(p, target=2, rule="eq", single_assignment=False, integer_classes=True, k_nearest=None)
+    C._set_target(model, 2, "eq")
+    bad = np.array([1.0, 1.0, 0.0, 0.0])              # the middle school and the left one, teaching point shut
+    y, value = C._local_search(model, p, bad, "eq", time.perf_counter() + 10.0, None)
+    assert y.tolist() == [1.0, 0.0, 1.0, 1.0]
+    # the LP session is left with y free again and gives the LP relaxation
+    assert model.lp_session().solve()[0] <= value + 1e-9
+    r = solve_consolidation(p, 2)
+    assert r.open.tolist() == [True, False, True, True] and r.gap <= 1e-3
+    demand[4, 0] = 100.0
+    p100 = prepare_consolidation(demand, dist, np.zeros(5, bool), sites, rules=WIDE)
+    assert solve_consolidation(p100, 2).open.tolist() == [True, False, True, False]
+
+
+def test_tradeoff_curve_reuses_solved_targets_and_matches_fresh_solves():
+    rng = np.random.default_rng(5)
+    n_u, n_s = 24, 9
+    P = rng.uniform(0, 10000, (n_u, 2))
+    Q = rng.uniform(0, 10000, (n_s, 2))
+    dist = np.hypot(P[:, None, 0] - Q[None, :, 0], P[:, None, 1] - Q[None, :, 1])
+    demand = np.column_stack([rng.integers(10, 90, n_u), rng.integers(5, 60, n_u)]).astype(float)
+    hosts = np.column_stack([np.ones(n_s, bool), rng.random(n_s) < 0.5])
+    sites = ConsolidationSites(hosts=hosts, existing=np.ones(n_s, bool), classrooms=rng.integers(5, 15, n_s),
+                               max_expand=np.full(n_s, 3))
+    make = lambda: prepare_consolidation(demand, dist, rng.random(n_u) < 0.5, sites, rules=WIDE, k_nearest=4)  # noqa: E731
+    p = make()
+    r5 = solve_consolidation(p, 5, mip_rel_gap=1e-6)
+    table, results = tradeoff_curve(p, [4, 5, 6], mip_rel_gap=1e-6)
+    assert table["reused"].tolist() == [False, True, False]
+    assert results[5] is r5
+    for t in (4, 6):   # the re-targeted model gives what a model built for the target gives
+        fresh = solve_consolidation(make(), t, mip_rel_gap=1e-6)
+        assert results[t].objective == pytest.approx(fresh.objective, rel=1e-5)
+        assert results[t].bound <= fresh.objective * (1 + 1e-9)
