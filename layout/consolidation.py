@@ -768,13 +768,17 @@ def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, m
 
 def _pick_open_set(model: _Model, p: ConsolidationProblem, score: np.ndarray, target: int, rule: str,
                    prefer: np.ndarray | None = None) -> np.ndarray:
-    """Open fixed sites, then the best-scoring counted sites up to the target; uncounted sites by score >= .5."""
+    """Open fixed sites, then the best-scoring counted sites up to the target (or up to the LP's count
+    of counted sites, rounded, when that is larger: an impossible target); uncounted sites by score >= .5."""
     S = p.sites
     fixed = S.must_keep | S.cannot_close
     y = fixed.astype(float)
     counted = S.counts_toward_target
     y[~counted & (score >= 0.5)] = 1.0
-    need = target - int(np.sum(fixed & counted))
+    # an impossible target: the LP opens more counted sites (paying for schools over the target)
+    # rather than leave pupils unseated; keep that many
+    n_open = max(target, int(round(float(np.sum(score[counted])))))
+    need = n_open - int(np.sum(fixed & counted))
     free = np.flatnonzero(counted & ~fixed)
     if rule != "eq":
         free = free[score[free] >= 0.5]
@@ -793,7 +797,7 @@ def _lp_warm_start(model: _Model, p: ConsolidationProblem, target: int, rule: st
     lower = model.cl[ycols].copy()
     counted = p.sites.counts_toward_target
     deadline = time.perf_counter() + time_limit_s
-    x = None
+    x = limit = None
     while True:
         _, xi, _ = session.solve(max(deadline - time.perf_counter(), 0.05))
         if xi is None:
@@ -801,7 +805,9 @@ def _lp_warm_start(model: _Model, p: ConsolidationProblem, target: int, rule: st
         x = xi
         y = x[ycols]
         frac = (y > 1e-6) & (y < 1 - 1e-6) & (lower < 0.5)
-        if np.sum(lower[counted] > 0.5) >= target:   # never force more counted sites than the target
+        if limit is None:   # the LP's count: the target, or more when the target is impossible
+            limit = max(target, int(round(float(np.sum(y[counted])))))
+        if np.sum(lower[counted] > 0.5) >= limit:   # never force more counted sites than that
             frac &= ~counted
         frac = np.flatnonzero(frac)
         if frac.size == 0 or time.perf_counter() >= deadline:
