@@ -111,6 +111,7 @@ DEFAULTS: dict[str, Any] = {
         "closed_school_cny_per_seat": 8000.0,
         "conversion_to_inclusive_cny_per_seat": 2000.0,
         "conversion_to_public_cny_per_seat": 15000.0,
+        "share_margin": 0.03,
     },
     "costs": {
         "construction_cny_per_m2": 4000.0,

@@ -73,6 +73,7 @@ DOCS: dict[str, tuple[str, str]] = {
     "kindergarten.closed_school_cny_per_seat": ("CNY/seat", "cost of converting a closed primary school into a kindergarten"),
     "kindergarten.conversion_to_inclusive_cny_per_seat": ("CNY/seat", "cost of making a private kindergarten inclusive (普惠)"),
     "kindergarten.conversion_to_public_cny_per_seat": ("CNY/seat", "cost of bringing a private kindergarten into the public system"),
+    "kindergarten.share_margin": ("fraction", "the siting aims this far above the plan's inclusive and public shares (its allocation is more flexible than the per-year check)"),
     "costs.construction_cny_per_m2": ("CNY/m²", "construction cost of new school floor area"),
     "costs.floor_area_m2_per_pupil_kindergarten": ("m²/pupil", "floor area standard, kindergarten"),
     "costs.floor_area_m2_per_pupil_primary": ("m²/pupil", "floor area standard, primary"),

@@ -283,8 +283,11 @@ def run_kindergartens(ds: Dataset, sc: dict, pop: PopulationStage, en: Enrollmen
     units = ds.units[["unit_code", "township_code", "urban"]]
     common = dict(enrollment_rate=float(k["enrollment_rate"]), urban_radius_m=float(k["urban_radius_m"]),
                   rural_radius_m=float(k["rural_radius_m"]))
-    targets = {"inclusive_share_min": float(sc["enrollment"]["kindergarten_inclusive_share_target"]),
-               "public_share_min": float(sc["enrollment"]["kindergarten_public_share_target"])}
+    # the siting model steers children within townships; the per-year allocation (nearest seat) is stricter, so the
+    # siting aims above the plan's shares by a margin (conversions make up the difference where they pay)
+    margin = float(k["share_margin"])
+    targets = {"inclusive_share_min": min(1.0, float(sc["enrollment"]["kindergarten_inclusive_share_target"]) + margin),
+               "public_share_min": min(1.0, float(sc["enrollment"]["kindergarten_public_share_target"]) + margin)}
     plan = plan_kindergartens(units, kg, cands, children, distance, year=design, quantile=0.5,
                               n_new_sites=int(k["new_sites"]), targets=targets, **common)
     years = project_kindergarten_years(plan, units, kg, cands, children, distance, years=[int(y) for y in en.years],
