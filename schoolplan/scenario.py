@@ -101,6 +101,8 @@ DEFAULTS: dict[str, Any] = {
         "time_limit_s": 20.0,
         "mip_rel_gap": 0.001,
         "tradeoff_targets": [75, 85, 95, 105],
+        "tradeoff_time_limit_s": 10.0,
+        "tradeoff_mip_rel_gap": 0.005,
     },
     "kindergarten": {
         "new_sites": 16,

@@ -65,6 +65,8 @@ DOCS: dict[str, tuple[str, str]] = {
     "consolidation.time_limit_s": ("s", "HiGHS time limit per solve"),
     "consolidation.mip_rel_gap": ("fraction", "relative gap at which HiGHS stops"),
     "consolidation.tradeoff_targets": ("schools", "school counts for the trade-off curve ([] = none)"),
+    "consolidation.tradeoff_time_limit_s": ("s", "HiGHS time limit per trade-off point (the scenario's own target is solved to mip_rel_gap)"),
+    "consolidation.tradeoff_mip_rel_gap": ("fraction", "relative gap at which a trade-off point stops (reported per point)"),
     "kindergarten.new_sites": ("sites", "new kindergarten sites to choose (plan: 16 residential-complex kindergartens)"),
     "kindergarten.enrollment_rate": ("fraction", "share of children aged 3–5 to seat (the plan's gross enrollment target)"),
     "kindergarten.urban_radius_m": ("m", "walking radius in urban units (GB 50180: 300 m)"),

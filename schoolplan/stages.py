@@ -408,7 +408,7 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
     curve = pd.DataFrame()
     if c["tradeoff_targets"] and not c["keep_all_schools"]:
         curve, _ = tradeoff_curve(problem, [int(t) for t in c["tradeoff_targets"]], rule="eq",
-                                  time_limit_s=float(c["time_limit_s"]), mip_rel_gap=float(c["mip_rel_gap"]))
+                                  time_limit_s=float(c["tradeoff_time_limit_s"]), mip_rel_gap=float(c["tradeoff_mip_rel_gap"]))
     # 校际差异系数 before and after: closed schools merged into their receiving school
     closed = decisions[(decisions["decision"] == "close") & decisions["receiving_school_id"].notna()]
     receiver = dict(zip(closed["school_id"], closed["receiving_school_id"]))
