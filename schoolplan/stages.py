@@ -15,7 +15,7 @@ from forecast.fertility import TfrPolicy
 from forecast.migration import (calculate_age_schedule, calculate_rural_urban_migration, offset_internal_movers,
                                 split_net_migration)
 from forecast.population import ProjectionInputs, build_housing_migration, build_projection_inputs, project_inputs
-from forecast.stochastic import QUANTILES, StochasticProjection, project_draws
+from forecast.stochastic import QUANTILES, StochasticProjection, calculate_quantiles, project_draws
 from forecast.errors import Problem
 from schoolplan.dataset import Dataset
 
@@ -101,7 +101,6 @@ class EnrollmentStage:
 
     def district_by_level(self) -> pd.DataFrame:
         """Long table year × level × quantile of district pupils (quantiles over draws of the level totals)."""
-        from forecast.stochastic import calculate_quantiles
         rows = []
         tot = self.unit_pupils.sum(axis=2)  # (N, Y, G)
         for level in ("kindergarten", "primary", "junior", "senior"):
@@ -229,7 +228,6 @@ class KindergartenStage:
 def children_3to5_table(ds: Dataset, pop: PopulationStage, en: EnrollmentStage) -> pd.DataFrame:
     """Children aged 3–5 by unit × school year (grades −3..−1 cohorts), median and 90th percentile over draws."""
     from forecast.levels import weigh_school_age
-    from forecast.stochastic import calculate_quantiles
 
     cohorts = weigh_school_age(pop.draws.school_age, list(pop.draws.kept_ages), (-3, -2, -1)).sum(axis=-1)  # (N, Y, U)
     q = calculate_quantiles(cohorts, (0.5, 0.9), axis=0)
@@ -315,7 +313,6 @@ class ConsolidationStage:
 def consolidation_demand(sc: dict, en: EnrollmentStage, unit_codes) -> tuple[np.ndarray, str]:
     """Pupils by unit × (primary, junior) for the design year or the peak year over the horizon, at the scenario's
     demand quantile (per draw level totals, then the quantile)."""
-    from forecast.stochastic import calculate_quantiles
 
     c = sc["consolidation"]
     q = float(c["demand_quantile"])
@@ -507,7 +504,7 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
     # compulsory grades from the design year on: units' pupils go where the plan sends them
     shares = _compulsory_shares(co, len(ds.units), len(site_ids))  # (2, U, n_sites)
     site_to_p = pos.get_indexer(site_ids)  # -1 for candidates not opened
-    from forecast.stochastic import calculate_quantiles
+    ok = site_to_p >= 0
     urban_u = ds.units["urban"].to_numpy(bool)
     unserved = np.zeros((Y, 2))
     for gi, g in enumerate(GRADES):
@@ -517,10 +514,6 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
         q = calculate_quantiles(en.unit_pupils[..., gi], (0.5, 0.9), axis=0)  # (2, Y, U)
         for k, arr in enumerate((pupils, pupils90)):
             at_site = q[k][after] @ shares[lv]  # (Ya, n_sites)
-            arr[:, gi, after] = 0.0
-            ok = site_to_p >= 0
-            np.add.at(arr, (site_to_p[ok], gi), at_site[:, ok].T) if False else None
-            arr[site_to_p[ok], gi, :][:, after] if False else None
             tmp = np.zeros((P, after.sum()))
             np.add.at(tmp, site_to_p[ok], at_site[:, ok].T)
             arr[:, gi, after] = tmp
@@ -549,7 +542,6 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
     beds_added = dict(zip(site_ids, res.beds_added))
     beds = np.where(after[None, :], beds_base[:, None] + np.array([beds_added.get(i, 0.0) for i in ids])[:, None],
                     beds_base[:, None]) * open_
-    # closed schools keep their non-compulsory pupils only if they are not compulsory schools (kindergartens, seniors)
     # capacity of this layout: classes under the cap where classrooms allow, 大班额 where they do not
     levels = np.concatenate([s["level"].to_numpy(), np.array(["nine_year"] * len(opened_new), dtype=object)])
     gmin = np.concatenate([s["grade_min"].to_numpy(), np.ones(len(opened_new), int)])
