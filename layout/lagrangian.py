@@ -327,7 +327,6 @@ def bound_by_subgradient(
     ``max_iterations``, the ``deadline`` (perf_counter seconds), a step factor below 1e-4 or when
     ``(upper − bound) ≤ target_gap · |upper|``.
     """
-    m = sc.n_sites
     fixed_open = np.asarray(fixed_open, dtype=bool)
     free_idx = np.nonzero(~fixed_open)[0]
     p_free = p - int(fixed_open.sum())

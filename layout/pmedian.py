@@ -215,7 +215,6 @@ def _build_radius_model(sc: SortedCandidates, state: np.ndarray, p_free: int, re
     always = m_free - p_free + 1
     include = end & ~fo_seen & (nfree < always) & (c <= reach[:, None])
     hard = include & ~np.isfinite(nxt)
-    soft = include & np.isfinite(nxt)
     # charge cap: true cost is exact up to it (next value after the last included level)
     last_inc = np.where(include.any(axis=1), width - 1 - np.argmax(include[:, ::-1], axis=1), -1)
     cap = np.where(last_inc >= 0, nxt[np.arange(n), np.maximum(last_inc, 0)], c[:, 0])

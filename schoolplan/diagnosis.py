@@ -48,7 +48,6 @@ class Diagnosis:
 
 def diagnose_base_year(ds: Dataset, scenario: dict, scenario_name: str) -> Diagnosis:
     year = int(scenario["horizon"]["base_year"])
-    cs = scenario["class_size"]
     sz = scenario["school_size"]
     s = ds.schools
     names = ds.township_names()

@@ -168,7 +168,6 @@ def check_columns(df: pd.DataFrame, key: str, problems: list[Problem]) -> pd.Dat
     ok = True
     for col in spec.columns:
         raw = df[col.name]
-        text = raw.astype(str).str.strip() if not is_geo or raw.dtype == object else raw
         empty = raw.isna().to_numpy() | (raw.astype(str).str.strip().isin(["", "nan", "None"])).to_numpy()
         if empty.any():
             problems.append(Problem(spec.path, f"column {col.name!r} has empty values", "fill every value; no default is assumed",

@@ -622,7 +622,6 @@ def build_schools(units: gpd.GeoDataFrame, townships: gpd.GeoDataFrame, persons:
     sch.loc[kg_idx, "inclusive"] = inclusive
 
     # --- classrooms, classes per grade (some urban schools overcrowded → 大班额 today)
-    n_grades = len(grades)
     classes = np.zeros_like(pupils)
     classrooms = np.zeros(n, dtype=np.int64)
     for i in range(n):
