@@ -120,9 +120,14 @@ __all__ = [
     "summarise_travel",
     "build_sites_from_frames",
     "build_demand_array",
+    "sum_grades_to_levels",
+    "GRADES",
+    "GRADE_LEVEL",
 ]
 
 LEVELS = ("primary", "junior")
+GRADES = np.arange(1, 10)                       # compulsory grades 1..9 (columns of a grade demand array)
+GRADE_LEVEL = np.array([0] * 6 + [1] * 3)       # level of each grade: 1-6 primary, 7-9 junior
 _TOL = 1e-6
 _LOCAL_SEARCH_SHARE = 0.075   # of the time limit, for the LP-evaluated swap search before the MILP
 # the MILP starts from the local-search incumbent: HiGHS's own root heuristics (RINS/RENS sub-MIPs,
@@ -218,7 +223,7 @@ class ConsolidationSites:
 class ConsolidationProblem:
     """A validated instance with every default resolved (build it with :func:`prepare_consolidation`)."""
 
-    demand: np.ndarray            # (n_units, 2) pupils
+    demand: np.ndarray            # (n_units, 2) pupils by level (sums over grades when grades are given)
     distance_m: np.ndarray        # (n_units, n_sites) metres
     unit_urban: np.ndarray        # (n_units,) bool
     sites: ConsolidationSites     # all fields resolved to arrays
@@ -228,6 +233,8 @@ class ConsolidationProblem:
     unit_component: np.ndarray | None = None   # (n_units,) labels, or None
     site_component: np.ndarray | None = None   # (n_sites,) labels, or None
     k_nearest: int | None = 20
+    # (n_units, 9) pupils by grade 1..9 when classes are counted per grade (demand given by grade), else None
+    demand_by_grade: np.ndarray | None = None
     # solved targets of this problem: (target, rule, single_assignment, integer_classes) -> (model, result);
     # filled by solve_consolidation, read by tradeoff_curve (reuse and warm starts).  Do not change the
     # arrays above after solving (prepare a new problem instead).
@@ -240,6 +247,11 @@ class ConsolidationProblem:
     @property
     def n_sites(self) -> int:
         return self.sites.n_sites
+
+    @property
+    def by_grade(self) -> bool:
+        """Classes are counted per grade (demand was given by grade 1..9)."""
+        return self.demand_by_grade is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,13 +291,18 @@ def prepare_consolidation(
     costs = costs or ConsolidationCosts()
     problems: list[Problem] = []
     demand = np.asarray(demand, dtype=np.float64)
-    if demand.ndim != 2 or demand.shape[1] != 2:
+    if demand.ndim != 2 or demand.shape[1] not in (2, len(GRADE_LEVEL)):
         raise LayoutError("consolidation input is invalid", [Problem(
-            "demand", f"shape {demand.shape}, expected (n_units, 2)", "pass pupils by unit × (primary, junior)")])
+            "demand", f"shape {demand.shape}, expected (n_units, 2) or (n_units, 9)",
+            "pass pupils by unit × (primary, junior), or by unit × grade 1..9 to count classes per grade")])
     n_u = demand.shape[0]
     bad = np.flatnonzero(~np.isfinite(demand).all(axis=1) | (demand < 0).any(axis=1))
     if bad.size:
         problems.append(Problem("demand", "negative or non-finite pupils", "pass counts >= 0", format_rows(bad)))
+    demand_by_grade = None
+    if demand.shape[1] == len(GRADE_LEVEL):
+        demand_by_grade = demand
+        demand = sum_grades_to_levels(demand_by_grade)
     existing = np.asarray(sites.existing, dtype=bool)
     n_s = existing.shape[0]
     distance_m = np.asarray(distance_m, dtype=np.float64)
@@ -391,7 +408,14 @@ def prepare_consolidation(
     return ConsolidationProblem(demand=demand, distance_m=distance_m, unit_urban=unit_urban, sites=resolved,
                                 rules=rules, costs=costs, before_site=before,
                                 unit_component=unit_component if site_component is not None else None,
-                                site_component=site_component, k_nearest=k_nearest)
+                                site_component=site_component, k_nearest=k_nearest,
+                                demand_by_grade=demand_by_grade)
+
+
+def sum_grades_to_levels(demand_by_grade) -> np.ndarray:
+    """(n_units, 9) pupils by grade 1..9 → (n_units, 2) pupils by level (grades 1-6 primary, 7-9 junior)."""
+    g = np.asarray(demand_by_grade, dtype=np.float64)
+    return np.stack([g[:, GRADE_LEVEL == lv].sum(axis=1) for lv in range(2)], axis=1)
 
 
 def _resolve_penalties(costs: ConsolidationCosts, sites: ConsolidationSites) -> ConsolidationCosts:
@@ -447,6 +471,7 @@ class _Model:
     n_s: int
     cls_site: np.ndarray
     cls_level: np.ndarray
+    cls_grade: np.ndarray      # grade 1..9 of each class variable (per-grade model), 0 in the per-level model
     x_unit: np.ndarray
     x_level: np.ndarray
     x_site: np.ndarray
@@ -462,6 +487,7 @@ class _Model:
     xy_row0: int               # first row of the x <= y block (one row per pair, in pair order)
     rule: str
     off: dict
+    cls_row0: int = 0
     k_used: np.ndarray | None = None
     session: LpSession | None = None   # the LP relaxation kept in HiGHS for the local search (lazy)
 
@@ -588,10 +614,17 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
         truncated = np.isin(uniq, tr_u * 2 + tr_l)
     x_pupils = p.demand[xu, xl]
     n_x = xu.size
-    cls_site, cls_level = np.nonzero(S.hosts)
+    if p.by_grade:   # one class variable per site × hosted grade
+        cls_site, cls_g = np.nonzero(S.hosts[:, GRADE_LEVEL])
+        cls_level, cls_grade = GRADE_LEVEL[cls_g], GRADES[cls_g]
+        cls_index = -np.ones((n_s, GRADES.size), dtype=np.int64)
+        cls_index[cls_site, cls_g] = np.arange(cls_site.size)
+    else:
+        cls_site, cls_level = np.nonzero(S.hosts)
+        cls_grade = np.zeros(cls_site.size, dtype=np.int64)
+        cls_index = -np.ones((n_s, 2), dtype=np.int64)
+        cls_index[cls_site, cls_level] = np.arange(cls_site.size)
     n_c = cls_site.size
-    cls_index = -np.ones((n_s, 2), dtype=np.int64)
-    cls_index[cls_site, cls_level] = np.arange(n_c)
 
     names = [("y", n_s), ("e", n_s), ("b", n_s), ("cls", n_c), ("x", n_x), ("uns", n_d),
              ("scr", n_s), ("sbed", n_s), ("over", 1), ("under", 1)]
@@ -641,9 +674,18 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
     r0 = block(n_x, -np.inf, 0.0)
     add(r0 + np.arange(n_x), X + np.arange(n_x), np.ones(n_x))
     add(r0 + np.arange(n_x), Y + xs, -np.ones(n_x))
-    # 3 pupils <= cap * classes
-    r0 = block(n_c, -np.inf, 0.0)
-    add(r0 + cls_index[xs, xl], X + np.arange(n_x), x_pupils)
+    # 3 pupils <= cap * classes, per site × level (or per site × grade: a unit's pupils of every grade of a
+    #   level go where its share x of that level goes)
+    r0 = cls_row0 = block(n_c, -np.inf, 0.0)
+    if p.by_grade:
+        potential = np.zeros((n_s, GRADES.size))   # pupils of each grade that could come to each site
+        for gi in range(GRADES.size):
+            k = np.flatnonzero((xl == GRADE_LEVEL[gi]) & (p.demand_by_grade[xu, gi] > 0))
+            pg = p.demand_by_grade[xu[k], gi]
+            add(r0 + cls_index[xs[k], gi], X + k, pg)
+            potential[:, gi] = np.bincount(xs[k], weights=pg, minlength=n_s)
+    else:
+        add(r0 + cls_index[xs, xl], X + np.arange(n_x), x_pupils)
     add(r0 + np.arange(n_c), C + np.arange(n_c), -cap[cls_level])
     # 4 classes <= classrooms y + e + extra
     r0 = block(n_s, -np.inf, 0.0)
@@ -719,7 +761,15 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
     integrality = np.zeros(n, dtype=np.int8)
     integrality[Y:Y + n_s] = 1
     integrality[E:E + n_s] = 1
-    if integer_classes:
+    if integer_classes and p.by_grade:
+        # per grade, classes need to be integer only where the rounding could bind: a site where even the
+        # largest possible load of every grade, rounded up to whole classes, fits its classrooms and its
+        # class cap can round any continuous solution up at no cost (a much easier MILP)
+        load_g = np.minimum(potential, S.max_pupils[:, None])
+        need_max = np.ceil(load_g / cap[GRADE_LEVEL][None, :] - 1e-9).sum(axis=1)
+        binding = need_max > np.minimum(S.classrooms, S.max_classes) + 1e-9
+        integrality[C:C + n_c] = binding[cls_site].astype(np.int8)
+    elif integer_classes:
         # classes need to be integer only where two levels share classrooms: at a single-level site
         # pupils <= cap * c <= cap * (classrooms + e + extra) with an integer right-hand side already
         # implies ceil(pupils / cap) classes fit, so c stays continuous there (a much easier MILP)
@@ -727,9 +777,10 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
     if single_assignment:
         integrality[X:X + n_x] = 1
     return _Model(c=c, A=A, rl=rl_a, ru=ru_a, cl=cl, cu=cu, integrality=integrality, n_s=n_s,
-                  cls_site=cls_site, cls_level=cls_level, x_unit=xu, x_level=xl, x_site=xs, x_pupils=x_pupils,
+                  cls_site=cls_site, cls_level=cls_level, cls_grade=cls_grade, x_unit=xu, x_level=xl, x_site=xs, x_pupils=x_pupils,
                   x_dist_m=xd, x_board=xb, x_dem=x_dem, dem_unit=dem_unit, dem_level=dem_level,
-                  dem_truncated=truncated, pre_unserved=pre, count_row=count_row, xy_row0=n_d, rule=rule, off=off)
+                  dem_truncated=truncated, pre_unserved=pre, count_row=count_row, xy_row0=n_d, rule=rule, off=off,
+                  cls_row0=cls_row0)
 
 
 def _set_target(model: _Model, target: int, rule: str) -> None:
@@ -764,6 +815,51 @@ def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, m
     cu[sl] = y
     return _run(model, cl, cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
                 threads=threads, options=_PROOF_OPTIONS)
+
+
+def _round_classes(model: _Model, p: ConsolidationProblem, y: np.ndarray, time_limit_s: float, threads,
+                   passes: int = 2) -> MilpResult | None:
+    """Per-grade model: a feasible solution for the open set ``y`` by rounding classes (LPs only).
+
+    Solve the LP with ``y`` fixed; round each site × grade's classes up to ``ceil(pupils / cap)``; where a
+    site's rounded classes exceed what it can hold (classrooms + expansion limit, class cap), drop the
+    class of the grade whose last class holds the fewest pupils; fix the classes and solve the LP again
+    (pupils move or stay unserved; expansions follow the fixed classes, so they come out whole).
+    Repeated ``passes`` times, each from the previous loads.  Returns the solution (objective in CNY),
+    or None when an LP fails."""
+    S = p.sites
+    deadline = time.perf_counter() + time_limit_s
+    cl, cu = model.cl.copy(), model.cu.copy()
+    sl, C, X, E = model.col("y"), model.col("cls"), model.col("x"), model.col("e")
+    cl[sl] = y
+    cu[sl] = y
+    lp = np.zeros(model.c.size, dtype=np.int8)
+    n_c = model.cls_site.size
+    pupils_of = model.A[model.cls_row0:model.cls_row0 + n_c, X]
+    cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)[model.cls_level]
+    open_ = y[model.cls_site] > 0.5
+    limit = np.where(y > 0.5, np.minimum(S.classrooms + S.max_expand, S.max_classes), 0.0)
+    res = _run(model, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
+    for _ in range(passes):
+        if not res.has_solution:
+            return None
+        load = pupils_of @ res.x[X]
+        need = np.where(open_, np.ceil(load / cap - 1e-6), 0.0).clip(min=0)
+        over = np.bincount(model.cls_site, weights=need, minlength=model.n_s) - limit
+        for s in np.flatnonzero(over > 0.5):
+            k = np.flatnonzero((model.cls_site == s) & (need > 0))
+            fill = load[k] / cap[k] - (need[k] - 1)   # share of the cap in each grade's last class
+            need[k[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
+        cl[C] = need
+        cu[C] = need
+        res = _run(model, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
+    if not res.has_solution:
+        return None
+    x = res.x.copy()
+    x[E] = np.ceil(x[E] - 1e-6)
+    x[C] = np.round(x[C])
+    x[sl] = y
+    return replace(res, x=x, objective=float(model.c @ x))
 
 
 def _pick_open_set(model: _Model, p: ConsolidationProblem, score: np.ndarray, target: int, rule: str,
@@ -982,7 +1078,9 @@ class ConsolidationResult:
 
     Per site (n_sites,): ``open``, ``decision`` ("keep", "expand", "close", "open", "not_opened"),
     ``classrooms_added``, ``beds_added``, ``extra_classrooms`` and ``missing_beds`` (slack),
-    ``pupils_before`` / ``pupils_after`` (n_sites, 2), ``classes_after`` (n_sites, 2),
+    ``pupils_before`` / ``pupils_after`` (n_sites, 2), ``classes_after`` (n_sites, 2: classes under the cap,
+    per level, or the sums over grades when the demand was given by grade), and for a per-grade model
+    ``pupils_after_by_grade`` / ``classes_after_by_grade`` (n_sites, 9: grades 1..9; None otherwise),
     ``boarding_pupils``, ``receiving_site`` (closed existing → the site receiving most of its former
     pupils, -1 otherwise) with ``receiving_share``.
     Per unit (n_units, 2): ``assigned_site`` (main school, -1 none), ``assigned_share``,
@@ -1027,6 +1125,8 @@ class ConsolidationResult:
     schools_over: float
     schools_under: float
     x: np.ndarray = field(repr=False, default=None)
+    pupils_after_by_grade: np.ndarray | None = None    # (n_sites, 9) grades 1..9, per-grade model only
+    classes_after_by_grade: np.ndarray | None = None   # (n_sites, 9) ceil(pupils / cap) per grade
 
     @property
     def slack_used(self) -> bool:
@@ -1138,7 +1238,17 @@ def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: in
     pupils_after = np.zeros((n_s, 2))
     np.add.at(pupils_after, (model.x_site, model.x_level), flow)
     cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)
-    classes_after = np.ceil(pupils_after / cap - 1e-6).clip(min=0)
+    pupils_g = classes_g = None
+    if p.by_grade:
+        # each pair carries its unit's pupils of every grade of its level, in the share x
+        pupils_g = np.zeros((n_s, GRADES.size))
+        for gi in range(GRADES.size):
+            m = model.x_level == GRADE_LEVEL[gi]
+            np.add.at(pupils_g[:, gi], model.x_site[m], share[m] * p.demand_by_grade[model.x_unit[m], gi])
+        classes_g = np.ceil(pupils_g / cap[GRADE_LEVEL][None, :] - 1e-6).clip(min=0)
+        classes_after = np.stack([classes_g[:, GRADE_LEVEL == lv].sum(axis=1) for lv in range(2)], axis=1)
+    else:
+        classes_after = np.ceil(pupils_after / cap - 1e-6).clip(min=0)
     boarding = np.bincount(model.x_site[model.x_board], weights=flow[model.x_board], minlength=n_s)
     beds_added = np.ceil(b_added - 1e-6).clip(min=0)
     extra_cr = np.ceil(scr - 1e-6).clip(min=0)
@@ -1226,7 +1336,8 @@ def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: in
         boarding_pupils_unit=board_u, unserved_pupils=unserved, unserved_reason=reason, flows=flows, costs=costs,
         objective=res.objective, bound=res.bound, gap=res.gap, status=res.status, seconds=seconds,
         solve_seconds=res.seconds, n_open_counted=int(np.sum(y & S.counts_toward_target)),
-        schools_over=max(over, 0.0), schools_under=max(under, 0.0), x=x)
+        schools_over=max(over, 0.0), schools_under=max(under, 0.0), x=x,
+        pupils_after_by_grade=pupils_g, classes_after_by_grade=classes_g)
 
 
 # ----------------------------------------------------------------------------------------------
