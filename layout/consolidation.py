@@ -818,19 +818,20 @@ def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, m
 
 
 def _round_classes(model: _Model, p: ConsolidationProblem, y: np.ndarray, time_limit_s: float, threads,
-                   passes: int = 2) -> MilpResult | None:
+                   passes: int = 3) -> MilpResult | None:
     """Per-grade model: a feasible solution for the open set ``y`` by rounding classes (LPs only).
 
     Solve the LP with ``y`` fixed; round each site × grade's classes up to ``ceil(pupils / cap)``; where a
-    site's rounded classes exceed what it can hold (classrooms + expansion limit, class cap), drop the
-    class of the grade whose last class holds the fewest pupils; fix the classes and solve the LP again
-    (pupils move or stay unserved; expansions follow the fixed classes, so they come out whole).
-    Repeated ``passes`` times, each from the previous loads.  Returns the solution (objective in CNY),
-    or None when an LP fails."""
+    site's rounded classes exceed what it can hold (``min(classrooms + max_expand, max_classes)``), drop the
+    class of the grade whose last class holds the fewest pupils.  The rounded classes become upper bounds
+    (plus one class per grade where the site has room left, except in the last pass) and the LP is solved
+    again, so pupils move to where whole classes have seats; ``passes`` times.  The last LP's classes,
+    rounded up, then fit every site, and the expansions follow from them.  Returns the solution
+    (objective in CNY), or None when an LP fails."""
     S = p.sites
     deadline = time.perf_counter() + time_limit_s
     cl, cu = model.cl.copy(), model.cu.copy()
-    sl, C, X, E = model.col("y"), model.col("cls"), model.col("x"), model.col("e")
+    sl, C, X, E, SCR = (model.col(k) for k in ("y", "cls", "x", "e", "scr"))
     cl[sl] = y
     cu[sl] = y
     lp = np.zeros(model.c.size, dtype=np.int8)
@@ -839,25 +840,31 @@ def _round_classes(model: _Model, p: ConsolidationProblem, y: np.ndarray, time_l
     cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)[model.cls_level]
     open_ = y[model.cls_site] > 0.5
     limit = np.where(y > 0.5, np.minimum(S.classrooms + S.max_expand, S.max_classes), 0.0)
-    res = _run(model, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
-    for _ in range(passes):
+
+    def solve():
+        return _run(model, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
+
+    res = solve()
+    for k in range(passes):
         if not res.has_solution:
             return None
         load = pupils_of @ res.x[X]
         need = np.where(open_, np.ceil(load / cap - 1e-6), 0.0).clip(min=0)
         over = np.bincount(model.cls_site, weights=need, minlength=model.n_s) - limit
         for s in np.flatnonzero(over > 0.5):
-            k = np.flatnonzero((model.cls_site == s) & (need > 0))
-            fill = load[k] / cap[k] - (need[k] - 1)   # share of the cap in each grade's last class
-            need[k[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
-        cl[C] = need
-        cu[C] = need
-        res = _run(model, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
+            j = np.flatnonzero((model.cls_site == s) & (need > 0))
+            fill = load[j] / cap[j] - (need[j] - 1)   # share of the cap in each grade's last class
+            need[j[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
+        room = (over < -0.5)[model.cls_site] & open_
+        cu[C] = need + (room if k < passes - 1 else 0)
+        res = solve()
     if not res.has_solution:
         return None
     x = res.x.copy()
-    x[E] = np.ceil(x[E] - 1e-6)
-    x[C] = np.round(x[C])
+    x[C] = np.ceil(np.round(pupils_of @ x[X] / cap, 9))   # whole classes, <= the bounds of the last pass
+    used = np.bincount(model.cls_site, weights=x[C], minlength=model.n_s)
+    x[E] = np.clip(used - S.classrooms * y, 0.0, S.max_expand * y)
+    x[SCR] = np.maximum(used - S.classrooms * y - x[E], 0.0)
     x[sl] = y
     return replace(res, x=x, objective=float(model.c @ x))
 

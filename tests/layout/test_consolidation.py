@@ -14,6 +14,7 @@ from layout.consolidation import (
     build_demand_array,
     build_sites_from_frames,
     derive_cannot_close,
+    sum_grades_to_levels,
     diagnose,
     prepare_consolidation,
     solve_consolidation,
@@ -392,3 +393,107 @@ def test_tradeoff_curve_reuses_solved_targets_and_matches_fresh_solves():
         fresh = solve_consolidation(make(), t, mip_rel_gap=1e-6)
         assert results[t].objective == pytest.approx(fresh.objective, rel=1e-5)
         assert results[t].bound <= fresh.objective * (1 + 1e-9)
+
+
+# ---------------------------------------------------------------------------------------------- classes per grade
+def grade_demand(**by_grade):
+    """One unit's pupils by grade 1..9, e.g. grade_demand(g1=46, g2=44) → (1, 9)."""
+    d = np.zeros((1, 9))
+    for k, v in by_grade.items():
+        d[0, int(k[1:]) - 1] = v
+    return d
+
+
+def test_per_grade_classes_expand_where_per_level_counting_would_seat_90_pupils_in_2_classes():
+    # 46 grade-1 + 44 grade-2 pupils = 90 = 2 × 45 per level, but grade 1 needs 2 classes: 3 in all
+    sites = ConsolidationSites(hosts=np.array([[True, False]]), existing=np.array([True]),
+                               classrooms=np.array([2.0]), max_expand=np.array([1.0]))
+    dist = np.array([[1000.0]])
+    level = solve_consolidation(prepare_consolidation(np.array([[90.0, 0.0]]), dist, np.zeros(1, bool), sites,
+                                                      rules=WIDE), 1)
+    assert level.classrooms_added[0] == 0 and level.classes_after[0].tolist() == [2, 0]
+    p = prepare_consolidation(grade_demand(g1=46, g2=44), dist, np.zeros(1, bool), sites, rules=WIDE)
+    assert p.by_grade and p.demand.tolist() == [[90.0, 0.0]]
+    r = solve_consolidation(p, 1)
+    assert r.classrooms_added[0] == 1
+    assert r.classes_after_by_grade[0].tolist() == [2, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert r.classes_after[0].tolist() == [3, 0]
+    assert r.pupils_after_by_grade[0, :2] == pytest.approx([46, 44])
+    # one classroom more: 1.5 M CNY annualised at 0.0736
+    assert r.objective - level.objective == pytest.approx(0.0736 * 1.5e6, rel=1e-6)
+    assert r.gap <= 1e-3 and not r.slack_used and level.classes_after_by_grade is None
+
+
+def test_per_grade_classes_move_pupils_when_the_school_cannot_expand():
+    # unit at 0 km, school A (2 classrooms, no expansion) at 0.5 km, school B at 5 km.  Per level all 90 fit
+    # in A; per grade A holds 1 class of each grade, so the unit's primary share at A is at most 45/46 and
+    # 90 × 1/46 pupils (of both grades, in proportion) go to B.
+    sites = ConsolidationSites(hosts=np.array([[True, False], [True, False]]), existing=np.ones(2, bool),
+                               classrooms=np.array([2.0, 20.0]))
+    dist = line_distances([0], [0.5, 5])
+    level = solve_consolidation(prepare_consolidation(np.array([[90.0, 0.0]]), dist, np.zeros(1, bool), sites,
+                                                      rules=WIDE), 2)
+    assert level.pupils_after[:, 0] == pytest.approx([90, 0])
+    r = solve_consolidation(prepare_consolidation(grade_demand(g1=46, g2=44), dist, np.zeros(1, bool), sites,
+                                                  rules=WIDE), 2)
+    moved = 90 / 46
+    assert r.pupils_after[:, 0] == pytest.approx([90 - moved, moved], abs=1e-6)
+    assert r.pupils_after_by_grade[0, :2] == pytest.approx([45, 44 * 45 / 46], abs=1e-6)
+    assert r.classes_after_by_grade[:, :2].tolist() == [[1, 1], [1, 1]]
+    assert r.costs["travel_pupil_km_primary"] == pytest.approx((90 - moved) * 0.5 + moved * 5.0, abs=1e-6)
+    assert r.classrooms_added.sum() == 0 and not r.slack_used
+
+
+def test_nine_year_school_counts_classes_over_nine_grades_with_the_junior_cap():
+    # 10 pupils in each of grades 1-8 and 51 in grade 9: per level 2 + 2 classes, per grade 6 + 2 + 2 = 10
+    d = grade_demand(**{f"g{g}": 10 for g in range(1, 9)}, g9=51)
+    sites = ConsolidationSites(hosts=np.array([[True, True]]), existing=np.array([True]),
+                               classrooms=np.array([6.0]), max_expand=np.array([6.0]))
+    p = prepare_consolidation(d, np.array([[300.0]]), np.array([True]), sites, rules=WIDE)
+    r = solve_consolidation(p, 1)
+    assert r.classes_after_by_grade[0].tolist() == [1, 1, 1, 1, 1, 1, 1, 1, 2]
+    assert r.classes_after[0].tolist() == [6, 4]
+    assert r.classrooms_added[0] == 4
+    lv = solve_consolidation(prepare_consolidation(p.demand, np.array([[300.0]]), np.array([True]), sites,
+                                                   rules=WIDE), 1)
+    assert lv.classes_after[0].tolist() == [2, 2] and lv.classrooms_added[0] == 0
+
+
+def test_per_grade_class_cap_of_a_school_sends_pupils_to_a_second_school():
+    # a primary school capped at 6 classes (plenty of classrooms) cannot host 46 pupils in each grade:
+    # exactly 45 per grade stay (6 × 45), the rest (6 pupils) go to the farther school
+    sites = ConsolidationSites(hosts=np.array([[True, False], [True, False]]), existing=np.ones(2, bool),
+                               classrooms=np.array([20.0, 20.0]), max_classes=np.array([6.0, 36.0]))
+    d = grade_demand(**{f"g{g}": 46 for g in range(1, 7)})
+    r = solve_consolidation(prepare_consolidation(d, line_distances([0], [0.5, 5]), np.zeros(1, bool), sites,
+                                                  rules=WIDE), 2)
+    assert r.classes_after[:, 0].tolist() == [6, 6]
+    assert r.pupils_after_by_grade[0, :6] == pytest.approx([45] * 6, abs=1e-6)
+    assert r.pupils_after[1, 0] == pytest.approx(6, abs=1e-6)
+    assert (r.classes_after.sum(axis=1) <= np.array([6, 36])).all()
+
+
+def test_grade_demand_that_fills_whole_classes_gives_the_per_level_optimum():
+    rng = np.random.default_rng(5)
+    n_u, n_s = 12, 5
+    d = np.zeros((n_u, 9))
+    d[:, :6] = 45 * rng.integers(0, 2, size=(n_u, 6))
+    d[:, 6:] = 50 * rng.integers(0, 2, size=(n_u, 3))
+    dist = rng.uniform(0, 8000, size=(n_u, n_s))
+    sites = ConsolidationSites(hosts=np.array([[True, True]] * n_s), existing=np.ones(n_s, bool),
+                               classrooms=np.full(n_s, 30.0), max_expand=np.full(n_s, 10.0))
+    rules = ConsolidationRules(travel_limit_m=np.array([[1e6, 1e6], [1e6, 1e6]]))
+    pg = prepare_consolidation(d, dist, np.zeros(n_u, bool), sites, rules=rules, k_nearest=None)
+    pl = prepare_consolidation(sum_grades_to_levels(d), dist, np.zeros(n_u, bool), sites, rules=rules, k_nearest=None)
+    rg, rl = solve_consolidation(pg, 3, mip_rel_gap=1e-6), solve_consolidation(pl, 3, mip_rel_gap=1e-6)
+    assert rg.objective == pytest.approx(rl.objective, rel=1e-5)
+    assert rg.classes_after_by_grade.sum() == pytest.approx(d[:, :6].sum() / 45 + d[:, 6:].sum() / 50)
+
+
+def test_grade_demand_is_validated():
+    with pytest.raises(LayoutError, match=r"\(n_units, 9\)"):
+        prepare_consolidation(np.ones((2, 5)), np.ones((2, 1)), np.zeros(2, bool), primary_sites(1))
+    bad = grade_demand(g1=10, g8=-3)
+    with pytest.raises(LayoutError, match="negative"):
+        prepare_consolidation(bad, np.ones((1, 1)), np.zeros(1, bool), primary_sites(1))
+    assert sum_grades_to_levels(grade_demand(g1=1, g6=2, g7=3, g9=4)).tolist() == [[3, 7]]
