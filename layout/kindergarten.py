@@ -664,9 +664,9 @@ def _solve_stages(model: _Model, stages: Sequence[str], time_limit_s: float = 60
         gap = max(gap, res.gap if np.isfinite(res.gap) else 0.0)
         values[name] = float(c @ res.x)
         extra.append(sp.csr_matrix(c.reshape(1, -1)))
-        # hold the stage's optimum with a relative tolerance: an absolute 1e-7 on objectives of thousands of children
+        # hold the stage's optimum with a relative tolerance too: 1e-9 relative on objectives of thousands of children
         # is below HiGHS's feasibility tolerance on that row and can make the next stage spuriously infeasible
-        extra_hi.append(values[name] + 1e-6 + 1e-6 * abs(values[name]))
+        extra_hi.append(values[name] + 1e-7 + 1e-8 * abs(values[name]))
         z = res.x
         if name == fix_sites_after:
             col_lower[model.cols["x"]] = col_upper[model.cols["x"]] = np.round(z[model.cols["x"]])
