@@ -487,7 +487,9 @@ class _Model:
     xy_row0: int               # first row of the x <= y block (one row per pair, in pair order)
     rule: str
     off: dict
-    cls_row0: int = 0
+    cls_row0: int = 0           # first row of the class-size block (one row per class variable)
+    rooms_row0: int = 0         # first row of the classroom block (one per site)
+    max_classes_row0: int = 0   # first row of the class-cap block (one per site)
     k_used: np.ndarray | None = None
     session: LpSession | None = None   # the LP relaxation kept in HiGHS for the local search (lazy)
 
@@ -688,7 +690,7 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
         add(r0 + cls_index[xs, xl], X + np.arange(n_x), x_pupils)
     add(r0 + np.arange(n_c), C + np.arange(n_c), -cap[cls_level])
     # 4 classes <= classrooms y + e + extra
-    r0 = block(n_s, -np.inf, 0.0)
+    r0 = rooms_row0 = block(n_s, -np.inf, 0.0)
     add(r0 + cls_site, C + np.arange(n_c), np.ones(n_c))
     add(r0 + sidx, Y + sidx, -S.classrooms)
     add(r0 + sidx, E + sidx, -np.ones(n_s))
@@ -699,7 +701,7 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
     add(r0 + np.arange(exp_sites.size), E + exp_sites, np.ones(exp_sites.size))
     add(r0 + np.arange(exp_sites.size), Y + exp_sites, -S.max_expand[exp_sites])
     # 6 classes <= max_classes y
-    r0 = block(n_s, -np.inf, 0.0)
+    r0 = max_classes_row0 = block(n_s, -np.inf, 0.0)
     add(r0 + cls_site, C + np.arange(n_c), np.ones(n_c))
     add(r0 + sidx, Y + sidx, -S.max_classes)
     # 7 pupils <= max_pupils y (only where it can bind)
@@ -780,7 +782,7 @@ def _build_model(p: ConsolidationProblem, *, target: int, rule: str, single_assi
                   cls_site=cls_site, cls_level=cls_level, cls_grade=cls_grade, x_unit=xu, x_level=xl, x_site=xs, x_pupils=x_pupils,
                   x_dist_m=xd, x_board=xb, x_dem=x_dem, dem_unit=dem_unit, dem_level=dem_level,
                   dem_truncated=truncated, pre_unserved=pre, count_row=count_row, xy_row0=n_d, rule=rule, off=off,
-                  cls_row0=cls_row0)
+                  cls_row0=cls_row0, rooms_row0=rooms_row0, max_classes_row0=max_classes_row0)
 
 
 def _set_target(model: _Model, target: int, rule: str) -> None:
@@ -817,17 +819,84 @@ def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, m
                 threads=threads, options=_PROOF_OPTIONS)
 
 
+_ROUNDING_RESERVE = 0.5   # classrooms per hosted grade held back in the per-grade open-set search
+_GRADE_SEARCH_SHARE = 0.6   # of the time limit, for the per-grade incumbent search before the MILP
+
+
+def _rounding_proxy(model: _Model, p: ConsolidationProblem, reserve: np.ndarray | None = None) -> _Model:
+    """Per-grade model: a copy whose LP relaxation expects the rounding of classes to whole classes.
+
+    The LP relaxation of the per-grade model seats pupils in fractional classes, so an open set that
+    is good for it can need a class more per grade once classes are whole.  In this copy each open site
+    ``s`` offers ``reserve[s]`` fewer classrooms (and classes under its cap); by default
+    ``_ROUNDING_RESERVE`` per hosted grade, about the mean loss to rounding.  The LP diving and the local
+    search run on it, and the open set they find is then evaluated exactly by :func:`_round_classes` on
+    the real model (see :func:`_search_by_grade`, which learns ``reserve`` from the roundings)."""
+    S = p.sites
+    if reserve is None:
+        reserve = _ROUNDING_RESERVE * np.bincount(model.cls_site, minlength=model.n_s)
+    Y = model.off["y"][0]
+    sidx = np.arange(model.n_s)
+    delta = sp.csr_matrix((np.concatenate([np.minimum(reserve, S.classrooms), np.minimum(reserve, S.max_classes)]),
+                           (np.concatenate([model.rooms_row0 + sidx, model.max_classes_row0 + sidx]),
+                            np.concatenate([Y + sidx, Y + sidx]))), shape=model.A.shape)
+    return replace(model, A=(model.A + delta).tocsr(), session=None)
+
+
+def _search_by_grade(model: _Model, p: ConsolidationProblem, target: int, rule: str, time_limit_s: float,
+                     threads, warm_y: list[np.ndarray], rounds: int = 6) -> np.ndarray | None:
+    """Per-grade model: an incumbent by LP diving and local search on the rounding-aware copy
+    (:func:`_rounding_proxy`), each open set made whole by :func:`_round_classes`.  After each rounding
+    the copy's reserve at each open site becomes the larger of its reserve and the classes the rounding
+    actually added there, plus twice the extra classrooms (slack) the site needed, so that the next search
+    moves pupils (or opens a site) where rounding did not fit; at most ``rounds`` rounds, ``warm_y`` (open
+    sets from elsewhere) are rounded too.  Returns the best solution vector, or None."""
+    S = p.sites
+    deadline = time.perf_counter() + time_limit_s
+    reserve = _ROUNDING_RESERVE * np.bincount(model.cls_site, minlength=model.n_s)
+    search = _rounding_proxy(model, p, reserve)
+    _set_target(search, target, rule)
+    y = _lp_warm_start(search, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
+    C, X = model.col("cls"), model.col("x")
+    pupils_of = model.A[model.cls_row0:model.cls_row0 + model.cls_site.size, X]
+    cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)[model.cls_level]
+    best = None
+    for y_try in warm_y:
+        r = _round_classes(model, p, y_try, max(0.5, deadline - time.perf_counter()), threads, start=search)
+        if r is not None and (best is None or r.objective < best.objective):
+            best = r
+    for _ in range(rounds):
+        if y is None or time.perf_counter() >= deadline:
+            break
+        ls_end = min(deadline, time.perf_counter() + _LOCAL_SEARCH_SHARE * time_limit_s)
+        y, _ = _local_search(search, p, y, rule, ls_end, threads)
+        r = _round_classes(model, p, y, max(0.5, deadline - time.perf_counter()), threads, start=search)
+        if r is None:
+            break
+        if best is None or r.objective < best.objective - 1e-9 * abs(best.objective):
+            best = r
+        loss = np.bincount(model.cls_site, weights=r.x[C] - pupils_of @ r.x[X] / cap, minlength=model.n_s)
+        new = np.where(y > 0.5, np.maximum(reserve, loss) + 2.0 * r.x[model.col("scr")], reserve)
+        if np.allclose(new, reserve):
+            break
+        reserve = new
+        search = _rounding_proxy(model, p, reserve)
+        _set_target(search, target, rule)
+    return None if best is None else best.x
+
+
 def _round_classes(model: _Model, p: ConsolidationProblem, y: np.ndarray, time_limit_s: float, threads,
-                   passes: int = 3) -> MilpResult | None:
+                   passes: int = 6, start: _Model | None = None) -> MilpResult | None:
     """Per-grade model: a feasible solution for the open set ``y`` by rounding classes (LPs only).
 
-    Solve the LP with ``y`` fixed; round each site × grade's classes up to ``ceil(pupils / cap)``; where a
-    site's rounded classes exceed what it can hold (``min(classrooms + max_expand, max_classes)``), drop the
-    class of the grade whose last class holds the fewest pupils.  The rounded classes become upper bounds
-    (plus one class per grade where the site has room left, except in the last pass) and the LP is solved
-    again, so pupils move to where whole classes have seats; ``passes`` times.  The last LP's classes,
-    rounded up, then fit every site, and the expansions follow from them.  Returns the solution
-    (objective in CNY), or None when an LP fails."""
+    Solve the LP with ``y`` fixed (on ``start``, the rounding-aware copy of :func:`_rounding_proxy`, when
+    given); round each site × grade's classes up to ``ceil(pupils / cap)``; where a site's rounded classes
+    exceed what it can hold (``min(classrooms + max_expand, max_classes)``), drop the class of the grade
+    whose last class holds the fewest pupils.  The rounded classes become upper bounds — plus one class
+    per grade at sites with room left, so that pupils pushed out can be seated there — and the LP is
+    solved again, until the rounded classes fit every site (at most ``passes`` times; then a last LP
+    with the rounded classes as strict bounds, where pupils may stay unserved or need extra classrooms).
+    Returns the solution with whole classes and expansions (objective in CNY), or None when an LP fails."""
     S = p.sites
     deadline = time.perf_counter() + time_limit_s
     cl, cu = model.cl.copy(), model.cu.copy()
@@ -839,29 +908,45 @@ def _round_classes(model: _Model, p: ConsolidationProblem, y: np.ndarray, time_l
     pupils_of = model.A[model.cls_row0:model.cls_row0 + n_c, X]
     cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)[model.cls_level]
     open_ = y[model.cls_site] > 0.5
-    limit = np.where(y > 0.5, np.minimum(S.classrooms + S.max_expand, S.max_classes), 0.0)
+    hard = np.where(y > 0.5, S.max_classes, 0.0)
+    limit = np.where(y > 0.5, np.minimum(S.classrooms + S.max_expand, hard), 0.0)
+    U = model.col("uns")
 
-    def solve():
-        return _run(model, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
+    def solve(m):
+        return _run(m, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
 
-    res = solve()
-    for k in range(passes):
+    res = solve(start if start is not None else model)
+    for k in range(passes + 1):
         if not res.has_solution:
             return None
+        # pupils left unserved (e.g. by dropped classes): their sites keep the classes (extra classrooms)
+        stranded = np.flatnonzero(res.x[U] > 1e-6)
+        if stranded.size:
+            soft = np.unique(model.x_site[np.isin(model.x_dem, stranded)])
+            limit[soft] = hard[soft]
         load = pupils_of @ res.x[X]
-        need = np.where(open_, np.ceil(load / cap - 1e-6), 0.0).clip(min=0)
+        need = np.where(open_, np.ceil(np.round(load / cap, 9)), 0.0).clip(min=0)
         over = np.bincount(model.cls_site, weights=need, minlength=model.n_s) - limit
+        if not np.any(over > 0.5):
+            break
+        if k == passes:   # out of passes: strict bounds
+            for s in np.flatnonzero(over > 0.5):
+                j = np.flatnonzero((model.cls_site == s) & (need > 0))
+                fill = load[j] / cap[j] - (need[j] - 1)   # share of the cap in each grade's last class
+                need[j[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
+            cu[C] = need
+            res = solve(model)
+            break
         for s in np.flatnonzero(over > 0.5):
             j = np.flatnonzero((model.cls_site == s) & (need > 0))
-            fill = load[j] / cap[j] - (need[j] - 1)   # share of the cap in each grade's last class
+            fill = load[j] / cap[j] - (need[j] - 1)
             need[j[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
-        room = (over < -0.5)[model.cls_site] & open_
-        cu[C] = need + (room if k < passes - 1 else 0)
-        res = solve()
+        cu[C] = need + ((over < -0.5)[model.cls_site] & open_)
+        res = solve(model)
     if not res.has_solution:
         return None
     x = res.x.copy()
-    x[C] = np.ceil(np.round(pupils_of @ x[X] / cap, 9))   # whole classes, <= the bounds of the last pass
+    x[C] = np.minimum(np.ceil(np.round(pupils_of @ x[X] / cap, 9)), cu[C])   # whole classes
     used = np.bincount(model.cls_site, weights=x[C], minlength=model.n_s)
     x[E] = np.clip(used - S.classrooms * y, 0.0, S.max_expand * y)
     x[SCR] = np.maximum(used - S.classrooms * y - x[E], 0.0)
@@ -1368,22 +1453,28 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
     deadline = t0 + time_limit_s
     integ = model.integrality
     start = None
-    y0 = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
-    if y0 is not None:
-        ls_end = min(deadline, time.perf_counter() + _LOCAL_SEARCH_SHARE * time_limit_s)
-        y0, _ = _local_search(model, p, y0, rule, ls_end, threads)
-    candidates = [y0] if y0 is not None else []
+    warm = []
     if warm_y is not None:   # a previous solution (moved to this target) competes on the full model
-        candidates.append(warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule))
-    for y_try in candidates:
-        fixed = _solve_fixed_y(model, y_try, max(1.0, 0.1 * time_limit_s), threads, mip_rel_gap=min(1e-4, mip_rel_gap))
-        if fixed.has_solution and (start is None or fixed.objective < float(model.c @ start)):
-            start = fixed.x
+        warm.append(warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule))
+    if p.by_grade:   # the fixed-open-set MILP is hard per grade: round classes instead (LPs only)
+        start = _search_by_grade(model, p, target, rule, _GRADE_SEARCH_SHARE * time_limit_s, threads, warm)
+    else:
+        y0 = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
+        if y0 is not None:
+            ls_end = min(deadline, time.perf_counter() + _LOCAL_SEARCH_SHARE * time_limit_s)
+            y0, _ = _local_search(model, p, y0, rule, ls_end, threads)
+        for y_try in ([y0] if y0 is not None else []) + warm:
+            fixed = _solve_fixed_y(model, y_try, max(1.0, 0.1 * time_limit_s), threads,
+                                   mip_rel_gap=min(1e-4, mip_rel_gap))
+            if fixed.has_solution and (start is None or fixed.objective < float(model.c @ start)):
+                start = fixed.x
     remaining = max(1.0, deadline - time.perf_counter())
-    first = _PROOF_SHARE * remaining if start is not None else remaining
+    # per grade, the rounded incumbent is rarely close to optimal: HiGHS's heuristics get the whole time
+    proof = start is not None and not p.by_grade
+    first = _PROOF_SHARE * remaining if proof else remaining
     res = _run(model, model.cl, model.cu, integ, time_limit_s=first, mip_rel_gap=mip_rel_gap,
-               warm_start=start, threads=threads, options=_PROOF_OPTIONS if start is not None else None)
-    if start is not None and not res.optimal and deadline - time.perf_counter() > 0.5:
+               warm_start=start, threads=threads, options=_PROOF_OPTIONS if proof else None)
+    if proof and not res.optimal and deadline - time.perf_counter() > 0.5:
         again = _run(model, model.cl, model.cu, integ, time_limit_s=max(0.5, deadline - time.perf_counter()),
                      mip_rel_gap=mip_rel_gap, warm_start=res.x if res.has_solution else start, threads=threads)
         best = again if again.has_solution and (not res.has_solution or again.objective <= res.objective) else res
