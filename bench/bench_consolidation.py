@@ -11,6 +11,9 @@ the trade-off curve), plus a synthetic Fuling-like instance.
    temp directory (keyed by the data and scenario files' sizes and times; --rebuild ignores the cache).
    Solved at p = 85 (best of --repeat, a fresh problem each time), at an impossible p = 60, and the
    scenario's trade-off targets (75, 85, 95, 105) after the p = 85 solve, as the pipeline does.
+   The same instance with classes counted per grade (demand by unit × grade 1..9 built by
+   `grade_demand`, the lead's one-line change to consolidation_demand) at p = 85 with the scenario's
+   time limit (best of --repeat) and with 60 s, each solution checked grade by grade.
 2. "before": the same with layout/consolidation.py as of git revision BEFORE_REV (the two-stage solver
    this benchmark replaced), loaded from `git show`; --no-before skips it.
 3. A synthetic Fuling-like instance (seeded): clustered urban demand (main city + two towns),
@@ -299,6 +302,23 @@ def run_target(mod, inst, target, repeat, version, case, rows):
     return prob, r
 
 
+def check_grades(r, time_limit_s) -> dict:
+    """Per-grade facts of a solution: classes, classrooms added, classes over the cap per grade (must be 0),
+    schools over their class cap or their classrooms (must be 0 without slack)."""
+    p = r.problem
+    cap = np.asarray(p.rules.class_size_cap, float)[[0] * 6 + [1] * 3]
+    oversized = int(np.sum(r.pupils_after_by_grade > r.classes_after_by_grade * cap[None, :] + 1e-6))
+    classes = r.classes_after.sum(axis=1)
+    rooms = p.sites.classrooms + r.classrooms_added + r.extra_classrooms
+    return {"time_limit_s": time_limit_s, "objective": r.objective, "gap": r.gap, "classes": float(classes.sum()),
+            "classrooms_added": float(r.classrooms_added.sum()), "extra_classrooms": float(r.extra_classrooms.sum()),
+            "unserved_pupils": float(r.unserved_pupils.sum()), "grades_over_class_cap": oversized,
+            "schools_over_class_cap": int(np.sum(classes > p.sites.max_classes + 1e-9)),
+            "schools_over_classrooms": int(np.sum(classes[r.open] > rooms[r.open] + 1e-9)),
+            "max_pupils_per_class": float(np.max(r.pupils_after_by_grade / np.maximum(r.classes_after_by_grade, 1)
+                                                  * (r.classes_after_by_grade > 0)))}
+
+
 def run_pipeline_sequence(mod, inst, version, rows, curve_rows):
     """What the pipeline does: solve the target, then the trade-off curve on the same problem."""
     prob = prepare(mod, inst)
@@ -323,6 +343,16 @@ def run_pipeline_sequence(mod, inst, version, rows, curve_rows):
     print(curve.to_string(), flush=True)
 
 
+def markdown_table(title: str, rows: list[dict], float_format: str) -> list[str]:
+    """A titled markdown table of ``rows`` (dicts with the same keys), floats in ``float_format``."""
+    cols = list(rows[0].keys())
+    lines = ["", f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for c in rows:
+        lines.append("| " + " | ".join(format(c[k], float_format) if isinstance(c[k], float) else str(c[k])
+                                       for k in cols) + " |")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-real", action="store_true")
@@ -333,7 +363,7 @@ def main():
     cmd = "python bench/bench_consolidation.py " + " ".join(sys.argv[1:])
     import layout.consolidation as after
 
-    rows, curve_rows = [], []
+    rows, curve_rows, grade_rows = [], [], []
     loads = [load()]
     inst = None if args.no_real else pipeline_instance(args.rebuild)
     versions = [("after", after)]
@@ -349,6 +379,14 @@ def main():
             run_pipeline_sequence(mod, inst, version, rows, curve_rows)
             loads.append(load())
         run_target(after, inst, 60, 1, "after", "Fuling, impossible target 60", rows)
+        # classes per grade: the same instance with demand by grade 1..9 (see grade_demand)
+        inst_g = dict(inst, demand=inst["demand_grades"])
+        for tl in (inst["time_limit_s"], 60.0):
+            reps = args.repeat if tl == inst["time_limit_s"] else 1
+            _, r = run_target(after, dict(inst_g, time_limit_s=tl), inst["target"], reps, "after, per grade",
+                              f"Fuling, classes per grade, time limit {tl:g} s", rows)
+            grade_rows.append(check_grades(r, tl))
+            loads.append(load())
     demand, dist, urban, sites, town = synthetic_instance()
     syn = dict(demand=demand, dist=dist, urban=urban, sites=sites, rules=None, costs=None, unit_side=None,
                site_side=None, k_nearest=20, time_limit_s=20.0, mip_rel_gap=1e-3)
@@ -375,12 +413,11 @@ def main():
         lines.append(f"| {r['version']} | {r['case']} | {r['target']} | {r['open']} | {r['status']} | {r['gap']:.2e} | "
                      f"{r['objective']:.6g} | {r['bound']:.6g} | {r['wall_s']:.2f} | {r['walls']} | {r['slack']} |")
     if curve_rows:
-        cols = list(curve_rows[0].keys())
-        lines += ["", "## Trade-off curve (pipeline sequence: after the p = 85 solve on the same problem)", "",
-                  "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for c in curve_rows:
-            lines.append("| " + " | ".join(f"{c[k]:.4g}" if isinstance(c[k], float) else str(c[k]) for k in cols)
-                         + " |")
+        lines += markdown_table("Trade-off curve (pipeline sequence: after the p = 85 solve on the same problem)",
+                                curve_rows, ".4g")
+    if grade_rows:
+        lines += markdown_table("Classes per grade (the per-grade model's solutions checked grade by grade)",
+                                grade_rows, ".6g")
     out = ROOT / "bench" / "results" / "consolidation.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

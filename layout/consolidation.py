@@ -10,7 +10,8 @@ candidate new sites, in one array), ``l`` level (0 = primary grades 1-6, 1 = jun
 A nine-year school hosts both levels.  Inputs:
 
 - ``demand`` (n_units, 2): pupils living in each unit by level, for the design year or the peak
-  over the horizon (the caller decides and passes the array).
+  over the horizon (the caller decides and passes the array); or (n_units, 9): pupils by grade 1..9
+  (grades 1-6 primary, 7-9 junior), which switches on **classes per grade** (see below).
 - ``distance_m`` (n_units, n_sites): travel distance in metres from the unit's population point to
   the site (network or river-respecting distance when available; ``inf`` = unreachable).
 - ``unit_urban`` (n_units,): urban (True) or rural unit; travel limits differ.
@@ -35,7 +36,7 @@ Variables (all bounded below by 0)
 - ``e[s]`` integer ``<= max_expand[s]``: classrooms added.
 - ``b[s]`` continuous ``<= max_beds_added[s]``: boarding beds added.
 - ``c[s, l]`` integer (continuous with ``integer_classes=False``) for each hosted level: classes of
-  level ``l`` at ``s``, ``<= max_classes[s]``.
+  level ``l`` at ``s``, ``<= max_classes[s]`` — with demand by grade ``c[s, g]`` for each hosted grade.
 - ``x[u, l, s]`` in [0, 1] for each allowed pair: share of the pupils of (u, l) going to ``s``
   (binary with ``single_assignment=True``: each unit × level goes to one school).
 - slack (penalised, so that the model is always feasible): ``unserved[u, l]`` in [0, 1] share of
@@ -48,7 +49,12 @@ Constraints
 1. assignment, per (u, l) with allowed pairs: ``sum_s x[u,l,s] + unserved[u,l] = 1``.
 2. open sites only, per pair: ``x[u,l,s] <= y[s]`` (the strong formulation).
 3. no oversized class, per (s, l): ``sum_u demand[u,l] x[u,l,s] <= class_size_cap[l] * c[s,l]``
-   (45 primary, 50 junior; classes are counted per level, not per grade).
+   (45 primary, 50 junior; classes are counted per level) — or, with demand by grade, per hosted grade
+   (s, g): ``sum_u demand[u,g] x[u,l(g),s] <= class_size_cap[l(g)] * c[s,g]`` with integer ``c[s,g]``:
+   a school organises classes per grade, and sum_g ceil(pupils_g / 45) can exceed ceil(sum_g pupils_g /
+   45) by up to 5 (junior 2, nine-year 8).  The share ``x[u,l,s]`` stays per level (a unit's pupils of
+   every grade of a level go where its level goes); rows 4 and 6 sum ``c`` over grades; every other
+   row (pupil cap, boarding) and the objective use the level sums.
 4. classrooms, per s: ``sum_l c[s,l] <= classrooms[s] y[s] + e[s] + extra_classrooms[s]``.
 5. expansion only where open: ``e[s] <= max_expand[s] y[s]``.
 6. school-size cap in classes: ``sum_l c[s,l] <= max_classes[s] y[s]`` (36 single level, 45 nine-year).
@@ -87,6 +93,16 @@ tolerances, and the incumbent found before the MILP starts (see :func:`_solve_on
    remaining time, HiGHS's defaults from the best solution so far.
 
 The reported bound is HiGHS's proven bound of this (one-stage) model; the gap is HiGHS's.
+
+Classes per grade make the LP relaxation weak (it seats pupils in fractional classes per grade, and
+the rounding costs about half a classroom per hosted grade) and the fixed-open-set MILP hard, so the
+incumbent comes from :func:`_search_by_grade` instead of steps 1-4: LP diving and the local search run
+on a copy whose open sites hold back a rounding reserve of classrooms (:func:`_rounding_proxy`), each
+open set is made whole by :func:`_round_classes` (LPs with rounded classes as bounds), and the reserve
+is re-learnt from where rounding did not fit; then the MILP with HiGHS's defaults.  Classes are
+integer only at sites where rounding could bind (where the largest possible load of every grade,
+rounded up, would not fit the classrooms and class cap).  The proven gap on Fuling is several per cent
+(see bench/results/consolidation.md), not 0.1 %.
 :func:`tradeoff_curve` keeps one model (and its LP) for every target, changing only the count row's
 bounds, and reuses targets already solved on the same problem.
 """
@@ -283,6 +299,8 @@ def prepare_consolidation(
 ) -> ConsolidationProblem:
     """Validate the arrays (collecting every problem, raising :class:`LayoutError` once) and fill defaults.
 
+    ``demand`` (n_units, 2) pupils by level, or (n_units, 9) pupils by grade 1..9: then classes are
+    counted per grade, ``problem.demand`` holds the level sums and ``problem.demand_by_grade`` the grades.
     ``before_site`` (n_units, 2) int: the school each unit × level attends now (-1 = none); by
     default the nearest existing site hosting the level.  ``unit_component`` / ``site_component``:
     optional labels (e.g. river side) for constraint 10.  ``k_nearest`` = None keeps every allowed site.

@@ -497,3 +497,26 @@ def test_grade_demand_is_validated():
     with pytest.raises(LayoutError, match="negative"):
         prepare_consolidation(bad, np.ones((1, 1)), np.zeros(1, bool), primary_sites(1))
     assert sum_grades_to_levels(grade_demand(g1=1, g6=2, g7=3, g9=4)).tolist() == [[3, 7]]
+
+
+def test_per_grade_tradeoff_curve_never_seats_a_grade_beyond_the_cap_or_a_school_beyond_its_rooms():
+    rng = np.random.default_rng(11)
+    n_u, n_s = 10, 7
+    d = np.round(rng.uniform(0, 40, size=(n_u, 9)))
+    dist = rng.uniform(0, 6000, size=(n_u, n_s))
+    hosts = np.array([[True, False], [True, False], [False, True], [True, True], [True, False], [True, True],
+                      [False, True]])
+    sites = ConsolidationSites(hosts=hosts, existing=np.ones(n_s, bool), classrooms=rng.integers(6, 20, n_s).astype(float),
+                               max_expand=np.full(n_s, 4.0))
+    p = prepare_consolidation(d, dist, np.zeros(n_u, bool), sites, rules=WIDE)
+    curve, results = tradeoff_curve(p, [6, 7], time_limit_s=5)
+    assert curve["schools_open"].tolist() == [6, 7]
+    cap = np.array([45.0] * 6 + [50.0] * 3)
+    for r in results.values():
+        assert np.all(r.pupils_after_by_grade <= r.classes_after_by_grade * cap + 1e-6)
+        # conservation: every pupil of every grade is seated (no slack with these rooms) and counted once
+        assert r.pupils_after_by_grade.sum(axis=0) == pytest.approx(d.sum(axis=0), abs=1e-5)
+        assert r.classes_after.sum(axis=1) == pytest.approx(r.classes_after_by_grade.sum(axis=1))
+        rooms = p.sites.classrooms + r.classrooms_added + r.extra_classrooms
+        assert np.all(r.classes_after.sum(axis=1) <= np.where(r.open, rooms, 0) + 1e-9)
+        assert not r.slack_used
