@@ -311,15 +311,18 @@ class ConsolidationStage:
 
 
 def consolidation_demand(sc: dict, en: EnrollmentStage, unit_codes) -> tuple[np.ndarray, str]:
-    """Pupils by unit × (primary, junior) for the design year or the peak year over the horizon, at the scenario's
-    demand quantile (per draw level totals, then the quantile)."""
+    """Pupils by unit × grade 1..9 (or × primary/junior with ``classes_by_grade = false``) for the design year or the
+    peak year over the horizon, at the scenario's demand quantile (quantile over draws per cell)."""
 
     c = sc["consolidation"]
     q = float(c["demand_quantile"])
-    prim = np.isin(en.grades, range(1, 7))
-    jun = np.isin(en.grades, range(7, 10))
-    per_draw = np.stack([en.unit_pupils[..., prim].sum(-1), en.unit_pupils[..., jun].sum(-1)], axis=-1)  # (N, Y, U, 2)
-    dem = calculate_quantiles(per_draw, (q,), axis=0)[0]  # (Y, U, 2)
+    if c["classes_by_grade"]:  # pupils by grade 1..9: the model organises whole classes per grade
+        per_draw = en.unit_pupils[..., np.isin(en.grades, range(1, 10))]  # (N, Y, U, 9)
+    else:  # by level: classes counted per level (faster, but per-grade rounding can leave 大班额)
+        prim = np.isin(en.grades, range(1, 7))
+        jun = np.isin(en.grades, range(7, 10))
+        per_draw = np.stack([en.unit_pupils[..., prim].sum(-1), en.unit_pupils[..., jun].sum(-1)], axis=-1)
+    dem = calculate_quantiles(per_draw, (q,), axis=0)[0]  # (Y, U, 9 or 2)
     years = en.years
     if c["demand"] == "peak":
         from_design = years >= sc["horizon"]["design_year"]
@@ -404,7 +407,15 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
                          site_ids=site_frame["school_id"].to_numpy(), site_township=site_frame["township_code"].to_numpy())
     curve = pd.DataFrame()
     if c["tradeoff_targets"] and not c["keep_all_schools"]:
-        curve, _ = tradeoff_curve(problem, [int(t) for t in c["tradeoff_targets"]], rule="eq",
+        # the curve counts classes per level: a fast relaxation of the per-grade model that ranks school counts by
+        # travel and cost well (the chosen layout above is the per-grade one when classes_by_grade is on)
+        curve_problem = problem
+        if demand.shape[1] == 9:
+            from layout.consolidation import sum_grades_to_levels
+            curve_problem = prepare_consolidation(sum_grades_to_levels(demand), dist, urban, site_obj, rules=rules,
+                                                  costs=costs, unit_component=unit_side, site_component=site_side,
+                                                  k_nearest=int(c["k_nearest"]))
+        curve, _ = tradeoff_curve(curve_problem, [int(t) for t in c["tradeoff_targets"]], rule="eq",
                                   time_limit_s=float(c["tradeoff_time_limit_s"]), mip_rel_gap=float(c["tradeoff_mip_rel_gap"]))
     # 校际差异系数 before and after: closed schools merged into their receiving school
     closed = decisions[(decisions["decision"] == "close") & decisions["receiving_school_id"].notna()]

@@ -299,6 +299,9 @@ def write_planner_outputs(w, res) -> None:
     if len(co.curve):
         rep.heading("What the school count costs (trade-off)")
         curve = co.curve.copy()
+        if sc["consolidation"]["classes_by_grade"]:
+            rep.paragraph("The curve counts classes per level (a faster relaxation); the layout above organises whole "
+                          "classes per grade, which costs somewhat more.", cls="small")
         fig = draw_tradeoff(curve)
         rep.figure(fig, "Mean one-way travel and annualised cost (travel, capital, running) against the school count.")
         plt.close(fig)
