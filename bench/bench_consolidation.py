@@ -12,7 +12,7 @@ the trade-off curve), plus a synthetic Fuling-like instance.
    Solved at p = 85 (best of --repeat, a fresh problem each time), at an impossible p = 60, and the
    scenario's trade-off targets (75, 85, 95, 105) after the p = 85 solve, as the pipeline does.
    The same instance with classes counted per grade (demand by unit × grade 1..9 built by
-   `grade_demand`, the lead's one-line change to consolidation_demand) at p = 85 with the scenario's
+   `schoolplan.stages.consolidation_demand` with `classes_by_grade = true`) at p = 85 with the scenario's
    time limit (best of --repeat) and with 60 s, each solution checked grade by grade.
 2. "before": the same with layout/consolidation.py as of git revision BEFORE_REV (the two-stage solver
    this benchmark replaced), loaded from `git show`; --no-before skips it.
@@ -152,26 +152,6 @@ def synthetic_instance(seed: int = 7):
 BEFORE_REV = "f1d9110"   # layout/consolidation.py before the incumbent-first solver
 
 
-def grade_demand(sc: dict, en) -> tuple[np.ndarray, str]:
-    """Pupils by unit × grade 1..9, (U, 9): schoolplan.stages.consolidation_demand with its one-line change
-    for the per-grade model — ``per_draw = en.unit_pupils[..., np.isin(en.grades, range(1, 10))]`` (N, Y, U, 9)
-    instead of the two level sums; the quantile is then taken per grade, the peak year on the sum."""
-    from forecast.stochastic import calculate_quantiles
-
-    c = sc["consolidation"]
-    q = float(c["demand_quantile"])
-    per_draw = en.unit_pupils[..., np.isin(en.grades, range(1, 10))]  # (N, Y, U, 9), grades ascending
-    dem = calculate_quantiles(per_draw, (q,), axis=0)[0]  # (Y, U, 9)
-    years = en.years
-    if c["demand"] == "peak":
-        from_design = years >= sc["horizon"]["design_year"]
-        sub = dem[from_design]
-        idx = np.argmax(sub.sum(axis=(1, 2)))
-        return sub[idx], f"peak school year {int(years[from_design][idx])} (quantile {q:g})"
-    yi = int(np.flatnonzero(years == sc["horizon"]["design_year"])[0])
-    return dem[yi], f"design school year {int(years[yi])} (quantile {q:g})"
-
-
 def pipeline_instance(rebuild: bool = False) -> dict | None:
     """The arrays schoolplan.stages.run_consolidation passes to prepare_consolidation (see the module
     docstring), or None when data/ is absent.  Cached in the temp directory."""
@@ -224,8 +204,12 @@ def pipeline_instance(rebuild: bool = False) -> dict | None:
                                                 max_expand_urban=int(c["max_expand_urban"]),
                                                 max_expand_rural=int(c["max_expand_rural"]),
                                                 teaching_points_count=bool(c["teaching_points_count"]))
-    demand, label = consolidation_demand(sc, en, ds.unit_codes)
-    demand_grades, _ = grade_demand(sc, en)
+    import copy
+    by_level, by_grade = copy.deepcopy(sc), copy.deepcopy(sc)
+    by_level["consolidation"]["classes_by_grade"] = False
+    by_grade["consolidation"]["classes_by_grade"] = True
+    demand, label = consolidation_demand(by_level, en, ds.unit_codes)        # (U, 2) pupils by level
+    demand_grades, _ = consolidation_demand(by_grade, en, ds.unit_codes)     # (U, 9) pupils by grade 1..9
     dist = travel.to_dense(np.inf)[:, pd.Index(travel.site_ids).get_indexer(site_frame["school_id"])]
     district = project_to_metric(ds.district, "district")
     rivers = list(project_to_metric(ds.rivers, "rivers").geometry) if ds.rivers is not None else []
@@ -379,7 +363,7 @@ def main():
             run_pipeline_sequence(mod, inst, version, rows, curve_rows)
             loads.append(load())
         run_target(after, inst, 60, 1, "after", "Fuling, impossible target 60", rows)
-        # classes per grade: the same instance with demand by grade 1..9 (see grade_demand)
+        # classes per grade: the same instance with demand by grade 1..9 (consolidation_demand, classes_by_grade)
         inst_g = dict(inst, demand=inst["demand_grades"])
         for tl in (inst["time_limit_s"], 60.0):
             reps = args.repeat if tl == inst["time_limit_s"] else 1
