@@ -107,14 +107,14 @@ def draw_consolidation_map(ds: Dataset, decisions, unit_travel_change_m, sites_g
     return fig
 
 
-def draw_kindergarten_map(ds: Dataset, kg_plan, sites_gdf, title: str):
-    """Existing kindergartens (public / private), candidate sites (chosen or not) and unit coverage share."""
+def draw_kindergarten_map(ds: Dataset, unit_coverage, site_table, sites_gdf, title: str):
+    """Existing kindergartens (public / private), candidate sites (chosen or not) and unit coverage share.
+
+    ``unit_coverage``: unit_code, covered_share; ``site_table``: site_id, open (the siting result)."""
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(11, 11), dpi=110)
-    units = ds.units.to_crs(METRIC).merge(kg_plan.units[["unit_code", "covered_share"]] if "covered_share" in kg_plan.units.columns
-                                          else kg_plan.units.assign(covered_share=np.nan)[["unit_code", "covered_share"]],
-                                          on="unit_code", how="left")
+    units = ds.units.to_crs(METRIC).merge(unit_coverage[["unit_code", "covered_share"]], on="unit_code", how="left")
     units.plot(ax=ax, column="covered_share", cmap="Blues", vmin=0, vmax=1, edgecolor="#cccccc", linewidth=0.2,
                legend=True, legend_kwds={"label": "share of children aged 3–5 within walking radius of a seat", "shrink": 0.6},
                missing_kwds={"color": "#eeeeee"})
@@ -125,7 +125,7 @@ def draw_kindergarten_map(ds: Dataset, kg_plan, sites_gdf, title: str):
     ax.scatter(kg.geometry.x, kg.geometry.y, c=np.where(kg["public"], "#2e7d32", "#f9a825"), s=14, edgecolors="black",
                linewidths=0.3, zorder=5)
     pts = sites_gdf.to_crs(METRIC).set_index("site_id")
-    s = kg_plan.sites
+    s = site_table
     for opened, color, size in ((False, "#bdbdbd", 40), (True, "#6a1b9a", 150)):
         ids = [i for i in s.loc[s["open"] == opened, "site_id"] if i in pts.index]
         if ids:

@@ -85,6 +85,12 @@ class Report:
         cap = f'<p class="small">{html.escape(caption)}</p>' if caption else ""
         self.parts.append(f'<figure><img alt="{html.escape(caption)}" src="{uri}">{cap}</figure>')
 
+    def image(self, png: bytes, caption: str = "") -> None:
+        """Embed a PNG already written (e.g. a map of the run) without drawing it again."""
+        uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        cap = f'<p class="small">{html.escape(caption)}</p>' if caption else ""
+        self.parts.append(f'<figure><img alt="{html.escape(caption)}" src="{uri}">{cap}</figure>')
+
     def render(self) -> str:
         body = "\n".join(self.parts)
         return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"

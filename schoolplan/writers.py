@@ -86,8 +86,7 @@ def write_facility_outputs(w, res) -> None:
     kunits = kp.units.assign(covered_share=np.divide(kp.units["covered_children"], kp.units["demand_children"],
                                                      out=np.full(len(kp.units), np.nan),
                                                      where=kp.units["demand_children"].to_numpy() > 0))
-    kp_for_map = type("KP", (), {"units": kunits, "sites": kp.sites})
-    fig = draw_kindergarten_map(ds, kp_for_map, sites, f"Kindergarten plan {res.scenario['horizon']['design_year']}: "
+    fig = draw_kindergarten_map(ds, kunits, kp.sites, sites, f"Kindergarten plan {res.scenario['horizon']['design_year']}: "
                                 f"{int(kp.sites['open'].sum())} new sites — scenario {name}")
     w.figure("map_kindergartens.png", fig)
     plt.close(fig)
@@ -285,11 +284,8 @@ def write_planner_outputs(w, res) -> None:
     res_ = co.result
     rep.paragraph(f"HiGHS status {res_.status}; proven gap {res_.gap:.3%}; {res_.seconds:.1f} s. " + co.message)
     rep.table(co.decisions["decision"].value_counts().rename_axis("decision").reset_index(name="schools or sites"))
-    fig = draw_consolidation_map(res.dataset, co.decisions, _unit_travel(res)["travel_change_m"].fillna(0).to_numpy(),
-                                 res.sites, f"Consolidation — scenario {name}")
-    rep.figure(fig, "Kept, expanded, closed (arrow to the receiving school) and new schools; units coloured by the change "
-               "of mean one-way travel.", dpi=70)
-    plt.close(fig)
+    rep.image(w.path("map_consolidation.png").read_bytes(), "Kept, expanded, closed (arrow to the receiving school) and "
+              "new schools; units coloured by the change of mean one-way travel (map_consolidation.png).")
     trav = co.travel.copy()
     rep.table(trav.round(1))
     rep.table(res_.costs.rename("value").rename_axis("term").reset_index())
@@ -316,12 +312,8 @@ def write_planner_outputs(w, res) -> None:
     kp = res.kindergartens.plan
     rep.paragraph(f"Design school year {sc['horizon']['design_year']}, median children aged 3–5.")
     rep.table(kp.summary[kp.summary["variable"] != "year"].round(3))
-    fig = draw_kindergarten_map(res.dataset, type("KP", (), {"units": kp.units.assign(
-        covered_share=np.divide(kp.units["covered_children"], kp.units["demand_children"], out=np.full(len(kp.units), np.nan),
-                                where=kp.units["demand_children"].to_numpy() > 0)), "sites": kp.sites}),
-        res.sites, f"Kindergarten plan — scenario {name}")
-    rep.figure(fig, "Existing kindergartens, candidate sites and the share of children within walking distance.", dpi=70)
-    plt.close(fig)
+    rep.image(w.path("map_kindergartens.png").read_bytes(), "Existing kindergartens, candidate sites and the share of "
+              "children within walking distance (map_kindergartens.png).")
     bt = res.kindergartens.years.by_township
     last = bt[(bt["year"] == sc["horizon"]["end_year"]) & (bt.get("quantile", 0.5) == 0.5)].copy()
     last["township"] = last["township_code"].map(res.dataset.township_names())
