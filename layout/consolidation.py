@@ -89,17 +89,20 @@ tolerances, and the incumbent found before the MILP starts (see :func:`_solve_on
    fixed (~20 ms each at Fuling size), ranked by the LP's reduced costs;
 4. the full model with that open set fixed (a small MILP) gives the incumbent;
 5. the full MILP from that incumbent with HiGHS's primal heuristics and restarts off, so its time
-   goes to cuts and branching; if that has not reached the gap after ``_PROOF_SHARE`` of the
-   remaining time, HiGHS's defaults from the best solution so far.
+   goes to cuts and branching, stopped after ``_MILP_MAX_NODES`` nodes; if that has not reached the gap,
+   HiGHS's defaults from the best solution so far (same node budget).
 
-The reported bound is HiGHS's proven bound of this (one-stage) model; the gap is HiGHS's.
+The reported bound is HiGHS's proven bound of this (one-stage) model; the gap is HiGHS's.  Every step
+stops on a deterministic work budget (LP re-solves, candidate moves, branch-and-bound nodes), so the same
+inputs give the same layout on any machine; ``time_limit_s`` is only a safety cap.
 
 Classes per grade make the LP relaxation weak (it seats pupils in fractional classes per grade, and
 the rounding costs about half a classroom per hosted grade) and the fixed-open-set MILP hard, so the
 incumbent comes from :func:`_search_by_grade` instead of steps 1-4: LP diving and the local search run
 on a copy whose open sites hold back a rounding reserve of classrooms (:func:`_rounding_proxy`), each
 open set is made whole by :func:`_round_classes` (LPs with rounded classes as bounds), and the reserve
-is re-learnt from where rounding did not fit; then the MILP with HiGHS's defaults.  Classes are
+is re-learnt from where rounding did not fit; then the MILP with HiGHS's defaults (on Fuling its root does
+not finish within the time cap and has no work limit: then the search incumbent is kept).  Classes are
 integer only at sites where rounding could bind (where the largest possible load of every grade,
 rounded up, would not fit the classrooms and class cap).  The proven gap on Fuling is several per cent
 (see bench/results/consolidation.md), not 0.1 %.
@@ -145,13 +148,19 @@ LEVELS = ("primary", "junior")
 GRADES = np.arange(1, 10)                       # compulsory grades 1..9 (columns of a grade demand array)
 GRADE_LEVEL = np.array([0] * 6 + [1] * 3)       # level of each grade: 1-6 primary, 7-9 junior
 _TOL = 1e-6
-_LOCAL_SEARCH_SHARE = 0.075   # of the time limit, for the LP-evaluated swap search before the MILP
 # the MILP starts from the local-search incumbent: HiGHS's own root heuristics (RINS/RENS sub-MIPs,
 # feasibility jump) then mostly repeat that work, so the time goes to the bound instead
-_PROOF_SHARE = 0.6   # of the remaining time for the heuristic-free run before HiGHS's defaults take over
 _PROOF_OPTIONS = {"mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
                   "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_feasibility_jump": False,
                   "mip_allow_restart": False}
+# Deterministic work budgets.  Every search loop and HiGHS run stops on a count of work (LP re-solves,
+# branch-and-bound nodes), so that the same inputs give the same layout on any machine; ``time_limit_s``
+# stays a safety cap, and on Fuling (2 cores) these budgets are reached well before it.
+_DIVE_MAX_LPS = 400             # LP re-solves in one LP dive (:func:`_lp_warm_start`)
+_LOCAL_SEARCH_MAX_LPS = 40      # LP evaluations (candidate moves) in one :func:`_local_search`
+_MILP_MAX_NODES = 10            # branch-and-bound nodes of one run on the full model
+_FIXED_MAX_NODES = 10           # nodes of the small MILP with the open set fixed (:func:`_solve_fixed_y`)
+_WORK_OPTIONS = {"mip_max_nodes": _MILP_MAX_NODES}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -834,7 +843,7 @@ def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, m
     cl[sl] = y
     cu[sl] = y
     return _run(model, cl, cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
-                threads=threads, options=_PROOF_OPTIONS)
+                threads=threads, options={**_PROOF_OPTIONS, "mip_max_nodes": _FIXED_MAX_NODES})
 
 
 _ROUNDING_RESERVE = 0.5   # classrooms per hosted grade held back in the per-grade open-set search
@@ -886,8 +895,7 @@ def _search_by_grade(model: _Model, p: ConsolidationProblem, target: int, rule: 
     for _ in range(rounds):
         if y is None or time.perf_counter() >= deadline:
             break
-        ls_end = min(deadline, time.perf_counter() + _LOCAL_SEARCH_SHARE * time_limit_s)
-        y, _ = _local_search(search, p, y, rule, ls_end, threads)
+        y, _ = _local_search(search, p, y, rule, deadline, threads)
         r = _round_classes(model, p, y, max(0.5, deadline - time.perf_counter()), threads, start=search)
         if r is None:
             break
@@ -1004,7 +1012,7 @@ def _lp_warm_start(model: _Model, p: ConsolidationProblem, target: int, rule: st
     counted = p.sites.counts_toward_target
     deadline = time.perf_counter() + time_limit_s
     x = limit = None
-    while True:
+    for _ in range(_DIVE_MAX_LPS):
         _, xi, _ = session.solve(max(deadline - time.perf_counter(), 0.05))
         if xi is None:
             break
@@ -1093,7 +1101,8 @@ def _estimate_opening(model: _Model, p: ConsolidationProblem, rcy: np.ndarray, r
 
 
 def _local_search(model: _Model, p: ConsolidationProblem, y0: np.ndarray, rule: str, deadline: float,
-                  threads, *, n_open_moves: int = 20, n_close_moves: int = 2) -> tuple[np.ndarray, float]:
+                  threads, *, n_open_moves: int = 20, n_close_moves: int = 2,
+                  max_evals: int = _LOCAL_SEARCH_MAX_LPS) -> tuple[np.ndarray, float]:
     """Improve an open set by swaps (close one counted site, open another), each judged by the LP
     relaxation with ``y`` fixed (classes and expansions continuous), re-solved from the previous basis
     in one persistent HiGHS instance (:class:`layout.milp.LpSession`, ~20 ms per move at Fuling size).
@@ -1102,9 +1111,10 @@ def _local_search(model: _Model, p: ConsolidationProblem, y0: np.ndarray, rule: 
     negative reduced cost would lower the cost if opened) and, for the site to close, by how many of
     the opened site's pupils it could also serve (its nearest competitor) or by its own reduced cost
     (the open site the LP values least).  First improvement; at a local optimum the candidate lists
-    double; stops when they hold every site and none improves, or at ``deadline``
-    (``time.perf_counter()`` seconds).  Sites that do not count toward the target (and,
-    under rule "le", any movable site) may also open or close alone.
+    double; stops when they hold every site and none improves, after ``max_evals`` LP evaluations (the
+    deterministic work budget), or at ``deadline`` (``time.perf_counter()`` seconds; a safety cap only).
+    Sites that do not count toward the target (and, under rule "le", any movable site) may also open or
+    close alone.
     Returns the open set (n_sites,) of 0/1 and its LP value (scaled objective; nan if infeasible).
     The LP session is left with ``y`` free again.
     """
@@ -1121,13 +1131,14 @@ def _local_search(model: _Model, p: ConsolidationProblem, y0: np.ndarray, rule: 
         return session.solve(max(deadline - time.perf_counter(), 0.05))
 
     value, _, rc = evaluate(y)
+    evals = 1
     if rc is None:
         session.set_col_bounds(ycols, model.cl[ycols], model.cu[ycols])
         return y, float("nan")
     overlap = _site_overlap(model)
     tol = 1e-7 * max(abs(value), 1.0)
     failed: set[tuple[int, int]] = set()   # moves that did not improve (forgotten when a neighbour changes)
-    while time.perf_counter() < deadline:
+    while evals < max_evals and time.perf_counter() < deadline:
         rcy = rc[ycols]
         closed = y < 0.5
         gain = _estimate_opening(model, p, rcy, session.row_dual)
@@ -1151,7 +1162,7 @@ def _local_search(model: _Model, p: ConsolidationProblem, y0: np.ndarray, rule: 
         moves.sort()
         improved = skipped = False
         for _est, i, j in moves:
-            if time.perf_counter() >= deadline:
+            if evals >= max_evals or time.perf_counter() >= deadline:
                 break
             if (i, j) in failed:   # failed before, and nothing near i or j has changed since
                 skipped = True
@@ -1162,6 +1173,7 @@ def _local_search(model: _Model, p: ConsolidationProblem, y0: np.ndarray, rule: 
             if j >= 0:
                 trial[j] = 1.0
             v, _, r = evaluate(trial)
+            evals += 1
             if r is not None and v < value - tol:
                 y, value, rc, improved = trial, v, r, True
                 touched = set(np.flatnonzero((overlap[[k for k in (i, j) if k >= 0]] > 0).any(axis=0)).tolist())
@@ -1458,14 +1470,17 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
     """Incumbent first, then the proof.
 
     (1) An open set by LP diving (:func:`_lp_warm_start`); (2) :func:`_local_search` on it
-    (LP-evaluated swaps, ``_LOCAL_SEARCH_SHARE`` of the time limit); (3) the full model with that open
+    (LP-evaluated swaps, at most ``_LOCAL_SEARCH_MAX_LPS``); (3) the full model with that open
     set fixed, a small MILP (integer classrooms and nine-year classes), gives a feasible incumbent — as
     does ``warm_y`` (moved to this target) when given, and the better one is kept; (4) the full MILP
     from that incumbent with HiGHS's primal heuristics and restarts off (``_PROOF_OPTIONS``: its
     sub-MIPs would mostly redo step 2; the time goes
-    to cuts and branching), and, if that does not reach ``mip_rel_gap`` within ``_PROOF_SHARE`` of the
-    remaining time, once more with HiGHS's defaults from the best solution so far.  The bound reported is
-    HiGHS's proven bound of this model (the best of the runs: each is a bound of the same model)."""
+    to cuts and branching), stopped after ``_MILP_MAX_NODES`` nodes, and if that does not reach
+    ``mip_rel_gap``, once more with HiGHS's defaults from the best solution so far.  Per grade, (1)-(3) are
+    :func:`_search_by_grade` and (4) keeps HiGHS's defaults.  When the clock, not the work limit, stops
+    HiGHS (its root has no work limit), the search incumbent is kept with HiGHS's bound.
+    Every step stops on a work budget, so the result does not depend
+    on the machine's speed; ``time_limit_s`` is only a safety cap."""
     t0 = time.perf_counter()
     _set_target(model, target, rule)
     deadline = t0 + time_limit_s
@@ -1479,29 +1494,42 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
     else:
         y0 = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
         if y0 is not None:
-            ls_end = min(deadline, time.perf_counter() + _LOCAL_SEARCH_SHARE * time_limit_s)
-            y0, _ = _local_search(model, p, y0, rule, ls_end, threads)
+            y0, _ = _local_search(model, p, y0, rule, deadline, threads)
         for y_try in ([y0] if y0 is not None else []) + warm:
-            fixed = _solve_fixed_y(model, y_try, max(1.0, 0.1 * time_limit_s), threads,
+            fixed = _solve_fixed_y(model, y_try, max(1.0, deadline - time.perf_counter()), threads,
                                    mip_rel_gap=min(1e-4, mip_rel_gap))
             if fixed.has_solution and (start is None or fixed.objective < float(model.c @ start)):
                 start = fixed.x
     remaining = max(1.0, deadline - time.perf_counter())
-    # per grade, the rounded incumbent is rarely close to optimal: HiGHS's heuristics get the whole time
     proof = start is not None and not p.by_grade
-    first = _PROOF_SHARE * remaining if proof else remaining
-    res = _run(model, model.cl, model.cu, integ, time_limit_s=first, mip_rel_gap=mip_rel_gap,
-               warm_start=start, threads=threads, options=_PROOF_OPTIONS if proof else None)
+    res = _run(model, model.cl, model.cu, integ, time_limit_s=remaining, mip_rel_gap=mip_rel_gap,
+               warm_start=start, threads=threads, options={**(_PROOF_OPTIONS if proof else {}), **_WORK_OPTIONS})
     if proof and not res.optimal and deadline - time.perf_counter() > 0.5:
+        # once more with HiGHS's heuristics from the best solution so far (same node budget); a run the
+        # clock stopped is ignored, as below
         again = _run(model, model.cl, model.cu, integ, time_limit_s=max(0.5, deadline - time.perf_counter()),
-                     mip_rel_gap=mip_rel_gap, warm_start=res.x if res.has_solution else start, threads=threads)
-        best = again if again.has_solution and (not res.has_solution or again.objective <= res.objective) else res
-        if best.has_solution:
+                     mip_rel_gap=mip_rel_gap, warm_start=res.x if res.has_solution else start, threads=threads,
+                     options=_WORK_OPTIONS)
+        if again.has_solution and again.status != "Time limit reached":
+            best = again if not res.has_solution or again.objective <= res.objective else res
             bound = max(res.bound, again.bound)
             gap = max(0.0, (best.objective - bound) / max(abs(best.objective), 1e-9))
             ok = gap <= mip_rel_gap + 1e-12
             res = replace(best, bound=bound, gap=gap, seconds=res.seconds + again.seconds, optimal=ok,
                           status="Optimal" if ok else again.status)
+    if start is not None and (not res.has_solution or res.status == "Time limit reached"):
+        # stopped by the clock, not the work limit (per grade on Fuling: HiGHS's root, cut rounds and
+        # sub-MIPs, has no work limit and does not finish in 30 s): its incumbent would depend on the
+        # machine's speed, so keep the (deterministic) search incumbent with HiGHS's bound
+        objective = float(model.c @ start)
+        bound = min(res.bound, objective) if np.isfinite(res.bound) else -np.inf
+        gap = max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+        res = replace(res, x=start, objective=objective, bound=bound, gap=gap, optimal=False,
+                      status="Time limit reached (search incumbent kept)")
+    return res, time.perf_counter() - t0
+    proof = start is not None
+    res = _run(model, model.cl, model.cu, integ, time_limit_s=remaining, mip_rel_gap=mip_rel_gap,
+               warm_start=start, threads=threads, options={**(_PROOF_OPTIONS if proof else {}), **_WORK_OPTIONS})
     return res, time.perf_counter() - t0
 
 

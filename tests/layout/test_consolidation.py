@@ -520,3 +520,32 @@ def test_per_grade_tradeoff_curve_never_seats_a_grade_beyond_the_cap_or_a_school
         rooms = p.sites.classrooms + r.classrooms_added + r.extra_classrooms
         assert np.all(r.classes_after.sum(axis=1) <= np.where(r.open, rooms, 0) + 1e-9)
         assert not r.slack_used
+
+
+def test_per_grade_solve_is_deterministic_work_budgets_not_the_clock():
+    # the same per-grade instance solved twice (fresh problems, so nothing is reused) gives the same open set,
+    # flows and classes: every search stops on a work budget (LP re-solves, moves, nodes), not on time
+    rng = np.random.default_rng(5)
+    n_u, n_s = 14, 9
+    d = np.round(rng.uniform(0, 40, size=(n_u, 9)))
+    dist = rng.uniform(0, 8000, size=(n_u, n_s))
+    hosts = np.tile([[True, False], [False, True], [True, True]], (3, 1))
+    sites = ConsolidationSites(hosts=hosts, existing=np.ones(n_s, bool), max_expand=np.full(n_s, 3.0),
+                               classrooms=rng.integers(5, 16, n_s).astype(float))
+
+    def solve():
+        p = prepare_consolidation(d, dist, np.zeros(n_u, bool), sites, rules=WIDE)
+        assert p.by_grade
+        return solve_consolidation(p, 6, rule="eq", time_limit_s=20)
+
+    a, b = solve(), solve()
+    assert a.open.tolist() == b.open.tolist() and int(a.open.sum()) == 6
+    assert a.decision.tolist() == b.decision.tolist()
+    assert np.array_equal(a.classes_after_by_grade, b.classes_after_by_grade)
+    assert np.array_equal(a.pupils_after_by_grade, b.pupils_after_by_grade)
+    assert np.array_equal(a.classrooms_added, b.classrooms_added)
+    assert a.objective == b.objective
+    # and a valid layout: no grade beyond its class cap, every pupil seated
+    cap = np.array([45.0] * 6 + [50.0] * 3)
+    assert np.all(a.pupils_after_by_grade <= a.classes_after_by_grade * cap + 1e-6)
+    assert a.pupils_after_by_grade.sum(axis=0) == pytest.approx(d.sum(axis=0), abs=1e-5)
