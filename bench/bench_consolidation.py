@@ -172,11 +172,11 @@ def pipeline_instance(rebuild: bool = False) -> dict | None:
     import geopandas as gpd
     import pandas as pd
 
-    from layout.consolidation import ConsolidationCosts, ConsolidationRules
     from layout.geo import extract_point_xy, label_river_sides, project_to_metric
     from schoolplan.dataset import load_dataset
     from schoolplan.scenario import load_scenario
-    from schoolplan.stages import build_travel, consolidation_demand, run_enrollment, run_population
+    from schoolplan.stages import (build_travel, consolidation_demand, consolidation_rules_costs, run_enrollment,
+                                   run_population)
 
     t0 = time.perf_counter()
     ds = load_dataset(data)
@@ -184,20 +184,8 @@ def pipeline_instance(rebuild: bool = False) -> dict | None:
     pop = run_population(ds, sc)
     travel, travel_sites = build_travel(ds, sc)
     en = run_enrollment(ds, sc, pop, travel, travel_sites)
-    c, cs, sz, co = sc["consolidation"], sc["class_size"], sc["school_size"], sc["costs"]
-    rules = ConsolidationRules(
-        class_size_cap=(int(cs["primary"]), int(cs["junior"])),
-        travel_limit_m=np.array([[c["travel_limit_m_urban_primary"], c["travel_limit_m_rural_primary"]],
-                                 [c["travel_limit_m_urban_junior"], c["travel_limit_m_rural_junior"]]], dtype=float),
-        max_pupils_per_school=float(sz["max_pupils"]), max_classes_single_level=int(sz["max_classes_primary"]),
-        max_classes_nine_year=int(sz["max_classes_nine_year"]))
-    r, n = float(co["discount_rate"]), int(co["annuity_years"])
-    costs = ConsolidationCosts(
-        travel_cny_per_pupil_km_year=(float(co["travel_cny_per_pupil_km_year"]),) * 2,
-        classroom_cost_cny=float(co["classroom_cny"]), new_school_fixed_cny=float(co["new_school_cny"]),
-        new_school_per_classroom_cny=0.0, boarding_bed_cost_cny=float(co["boarding_bed_cny"]),
-        running_cost_cny_per_year=float(co["running_cny_per_school_year"]),
-        annuity_factor=r / (1 - (1 + r) ** -n) if r > 0 else 1.0 / n)
+    c = sc["consolidation"]
+    rules, costs = consolidation_rules_costs(sc)  # exactly as the pipeline builds them
     cands = ds.candidate_sites.drop(columns="geometry") if ds.candidate_sites is not None and c["allow_new_schools"] \
         else None
     sites, site_frame = build_sites_from_frames(ds.schools.drop(columns="geometry"), cands, rules=rules, costs=costs,

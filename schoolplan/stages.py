@@ -333,11 +333,9 @@ def consolidation_demand(sc: dict, en: EnrollmentStage, unit_codes) -> tuple[np.
     return dem[yi], f"design school year {int(years[yi])} (quantile {q:g})"
 
 
-def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> ConsolidationStage:
-    from layout.consolidation import (ConsolidationCosts, ConsolidationRules, build_sites_from_frames, diagnose,
-                                      prepare_consolidation, solve_consolidation, tradeoff_curve)
-    from layout.equity import assess_equity, compare_equity, merge_schools_frame
-    from layout.geo import extract_point_xy, label_river_sides, project_to_metric
+def consolidation_rules_costs(sc: dict):
+    """The scenario's consolidation rules and cost weights as layout.consolidation objects (capital annualised)."""
+    from layout.consolidation import ConsolidationCosts, ConsolidationRules
 
     c, cs, sz, co = sc["consolidation"], sc["class_size"], sc["school_size"], sc["costs"]
     rules = ConsolidationRules(
@@ -353,6 +351,17 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
         classroom_cost_cny=float(co["classroom_cny"]), new_school_fixed_cny=float(co["new_school_cny"]),
         new_school_per_classroom_cny=0.0, boarding_bed_cost_cny=float(co["boarding_bed_cny"]),
         running_cost_cny_per_year=float(co["running_cny_per_school_year"]), annuity_factor=annuity)
+    return rules, costs
+
+
+def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> ConsolidationStage:
+    from layout.consolidation import (build_sites_from_frames, diagnose, prepare_consolidation, solve_consolidation,
+                                      tradeoff_curve)
+    from layout.equity import assess_equity, compare_equity, merge_schools_frame
+    from layout.geo import extract_point_xy, label_river_sides, project_to_metric
+
+    c = sc["consolidation"]
+    rules, costs = consolidation_rules_costs(sc)
     schools = ds.schools.drop(columns="geometry")
     must_keep = set(c["must_keep"])
     unknown = must_keep - set(schools["school_id"])
