@@ -282,7 +282,10 @@ def check_grades(r, time_limit_s) -> dict:
     oversized = int(np.sum(r.pupils_after_by_grade > r.classes_after_by_grade * cap[None, :] + 1e-6))
     classes = r.classes_after.sum(axis=1)
     rooms = p.sites.classrooms + r.classrooms_added + r.extra_classrooms
-    return {"time_limit_s": time_limit_s, "objective": r.objective, "gap": r.gap, "classes": float(classes.sum()),
+    lv = r.level_result
+    return {"time_limit_s": time_limit_s, "layout_objective": lv.objective, "layout_gap": lv.gap,
+            "layout_s": lv.seconds, "grade_gap": r.grade_gap, "total_s": r.seconds,
+            "objective": r.objective, "gap_to_layout_bound": r.gap, "classes": float(classes.sum()),
             "classrooms_added": float(r.classrooms_added.sum()), "extra_classrooms": float(r.extra_classrooms.sum()),
             "unserved_pupils": float(r.unserved_pupils.sum()), "grades_over_class_cap": oversized,
             "schools_over_class_cap": int(np.sum(classes > p.sites.max_classes + 1e-9)),
@@ -353,12 +356,11 @@ def main():
         run_target(after, inst, 60, 1, "after", "Fuling, impossible target 60", rows)
         # classes per grade: the same instance with demand by grade 1..9 (consolidation_demand, classes_by_grade)
         inst_g = dict(inst, demand=inst["demand_grades"])
-        for tl in (inst["time_limit_s"], 60.0):
-            reps = args.repeat if tl == inst["time_limit_s"] else 1
-            _, r = run_target(after, dict(inst_g, time_limit_s=tl), inst["target"], reps, "after, per grade",
-                              f"Fuling, classes per grade, time limit {tl:g} s", rows)
-            grade_rows.append(check_grades(r, tl))
-            loads.append(load())
+        tl = inst["time_limit_s"]
+        _, r = run_target(after, dict(inst_g, time_limit_s=tl), inst["target"], args.repeat, "after, per grade",
+                          f"Fuling, classes per grade (two stages), time limit {tl:g} s per stage", rows)
+        grade_rows.append(check_grades(r, tl))
+        loads.append(load())
     demand, dist, urban, sites, town = synthetic_instance()
     syn = dict(demand=demand, dist=dist, urban=urban, sites=sites, rules=None, costs=None, unit_side=None,
                site_side=None, k_nearest=20, time_limit_s=20.0, mip_rel_gap=1e-3)
@@ -378,7 +380,8 @@ def main():
              f"- wall = best of {args.repeat} for the p = 85 rows (a fresh problem each time; each solve includes "
              "building the model, the nearest-K widening LPs, the warm start and the MILP); `walls` lists every run",
              "- `gap` is HiGHS's relative gap on the whole objective, with the bound HiGHS proved for the model solved "
-             "(after: the full one-stage model; before: the stage-1 relaxation bound against the stage-2 objective)",
+             "(after: the full one-stage model; before: the stage-1 relaxation bound against the stage-2 objective; "
+             "per grade: the layout stage's bound, valid for the per-grade model, against the final objective)",
              "", "| version | case | target | open | status | gap | objective CNY/yr | bound | wall s | walls | slack |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

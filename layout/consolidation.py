@@ -49,12 +49,11 @@ Constraints
 1. assignment, per (u, l) with allowed pairs: ``sum_s x[u,l,s] + unserved[u,l] = 1``.
 2. open sites only, per pair: ``x[u,l,s] <= y[s]`` (the strong formulation).
 3. no oversized class, per (s, l): ``sum_u demand[u,l] x[u,l,s] <= class_size_cap[l] * c[s,l]``
-   (45 primary, 50 junior; classes are counted per level) — or, with demand by grade, per hosted grade
-   (s, g): ``sum_u demand[u,g] x[u,l(g),s] <= class_size_cap[l(g)] * c[s,g]`` with integer ``c[s,g]``:
+   (45 primary, 50 junior; classes are counted per level) — or, in a model with demand by grade, per hosted
+   grade (s, g): ``sum_u demand[u,g] x[u,l(g),s] <= class_size_cap[l(g)] * c[s,g]`` with integer ``c[s,g]``:
    a school organises classes per grade, and sum_g ceil(pupils_g / 45) can exceed ceil(sum_g pupils_g /
-   45) by up to 5 (junior 2, nine-year 8).  The share ``x[u,l,s]`` stays per level (a unit's pupils of
-   every grade of a level go where its level goes); rows 4 and 6 sum ``c`` over grades; every other
-   row (pupil cap, boarding) and the objective use the level sums.
+   45) by up to 5 (junior 2, nine-year 8); rows 4 and 6 sum ``c`` over grades.  (Stage 2 below builds such a
+   model with one pseudo-unit per unit × grade, so that every grade has its own shares.)
 4. classrooms, per s: ``sum_l c[s,l] <= classrooms[s] y[s] + e[s] + extra_classrooms[s]``.
 5. expansion only where open: ``e[s] <= max_expand[s] y[s]``.
 6. school-size cap in classes: ``sum_l c[s,l] <= max_classes[s] y[s]`` (36 single level, 45 nine-year).
@@ -96,16 +95,21 @@ The reported bound is HiGHS's proven bound of this (one-stage) model; the gap is
 stops on a deterministic work budget (LP re-solves, candidate moves, branch-and-bound nodes), so the same
 inputs give the same layout on any machine; ``time_limit_s`` is only a safety cap.
 
-Classes per grade make the LP relaxation weak (it seats pupils in fractional classes per grade, and
-the rounding costs about half a classroom per hosted grade) and the fixed-open-set MILP hard, so the
-incumbent comes from :func:`_search_by_grade` instead of steps 1-4: LP diving and the local search run
-on a copy whose open sites hold back a rounding reserve of classrooms (:func:`_rounding_proxy`), each
-open set is made whole by :func:`_round_classes` (LPs with rounded classes as bounds), and the reserve
-is re-learnt from where rounding did not fit; then the MILP with HiGHS's defaults (on Fuling its root does
-not finish within the time cap and has no work limit: then the search incumbent is kept).  Classes are
-integer only at sites where rounding could bind (where the largest possible load of every grade,
-rounded up, would not fit the classrooms and class cap).  The proven gap on Fuling is several per cent
-(see bench/results/consolidation.md), not 0.1 %.
+Classes per grade (demand given by grade) are solved in two stages (:func:`solve_consolidation`):
+
+1. the layout — which schools stay, close, expand or open, boarding — on the per-level relaxation (the grades
+   summed by level, classes counted per level), proven to ``mip_rel_gap`` as above;
+2. whole classes per grade for that layout (:func:`_organise_grades`): the open set fixed, each unit's pupils of
+   each grade with their own shares (admission zones are set per intake year), integer classes per site × grade,
+   expansions re-decided; a compact MILP over the open sites (``_GRADE_K_NEAREST`` nearest per unit × grade,
+   widened where its LP needs more), solved by HiGHS from the layout's shares with classes rounded up.
+
+The per-level model is a relaxation of the per-grade one (sum a site's classes over a level's grades; average a
+unit's grade shares weighted by pupils), so stage 1's proven bound bounds every per-grade layout: the result's
+``gap`` is against it (on Fuling ~4 %: whole classes per grade cost ~60 classrooms and some travel more than
+classes per level), ``grade_gap`` is stage 2's own proven gap for the chosen layout.  A direct per-grade MILP
+was tried and dropped: its LP relaxation is the per-level one and HiGHS neither closes the ~4 % nor finds good
+incumbents in minutes (bench/results/consolidation.md).
 :func:`tradeoff_curve` keeps one model (and its LP) for every target, changing only the count row's
 bounds, and reuses targets already solved on the same problem.
 """
@@ -142,6 +146,7 @@ __all__ = [
     "sum_grades_to_levels",
     "GRADES",
     "GRADE_LEVEL",
+    "level_problem",
 ]
 
 LEVELS = ("primary", "junior")
@@ -264,6 +269,8 @@ class ConsolidationProblem:
     # filled by solve_consolidation, read by tradeoff_curve (reuse and warm starts).  Do not change the
     # arrays above after solving (prepare a new problem instead).
     solved: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # per-grade problems: the per-level relaxation (same arrays, demand summed by level), made on first use
+    level: "ConsolidationProblem | None" = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_units(self) -> int:
@@ -846,140 +853,6 @@ def _solve_fixed_y(model: _Model, y: np.ndarray, time_limit_s: float, threads, m
                 threads=threads, options={**_PROOF_OPTIONS, "mip_max_nodes": _FIXED_MAX_NODES})
 
 
-_ROUNDING_RESERVE = 0.5   # classrooms per hosted grade held back in the per-grade open-set search
-_GRADE_SEARCH_SHARE = 0.6   # of the time limit, for the per-grade incumbent search before the MILP
-
-
-def _rounding_proxy(model: _Model, p: ConsolidationProblem, reserve: np.ndarray | None = None) -> _Model:
-    """Per-grade model: a copy whose LP relaxation expects the rounding of classes to whole classes.
-
-    The LP relaxation of the per-grade model seats pupils in fractional classes, so an open set that
-    is good for it can need a class more per grade once classes are whole.  In this copy each open site
-    ``s`` offers ``reserve[s]`` fewer classrooms (and classes under its cap); by default
-    ``_ROUNDING_RESERVE`` per hosted grade, about the mean loss to rounding.  The LP diving and the local
-    search run on it, and the open set they find is then evaluated exactly by :func:`_round_classes` on
-    the real model (see :func:`_search_by_grade`, which learns ``reserve`` from the roundings)."""
-    S = p.sites
-    if reserve is None:
-        reserve = _ROUNDING_RESERVE * np.bincount(model.cls_site, minlength=model.n_s)
-    Y = model.off["y"][0]
-    sidx = np.arange(model.n_s)
-    delta = sp.csr_matrix((np.concatenate([np.minimum(reserve, S.classrooms), np.minimum(reserve, S.max_classes)]),
-                           (np.concatenate([model.rooms_row0 + sidx, model.max_classes_row0 + sidx]),
-                            np.concatenate([Y + sidx, Y + sidx]))), shape=model.A.shape)
-    return replace(model, A=(model.A + delta).tocsr(), session=None)
-
-
-def _search_by_grade(model: _Model, p: ConsolidationProblem, target: int, rule: str, time_limit_s: float,
-                     threads, warm_y: list[np.ndarray], rounds: int = 6) -> np.ndarray | None:
-    """Per-grade model: an incumbent by LP diving and local search on the rounding-aware copy
-    (:func:`_rounding_proxy`), each open set made whole by :func:`_round_classes`.  After each rounding
-    the copy's reserve at each open site becomes the larger of its reserve and the classes the rounding
-    actually added there, plus twice the extra classrooms (slack) the site needed, so that the next search
-    moves pupils (or opens a site) where rounding did not fit; at most ``rounds`` rounds, ``warm_y`` (open
-    sets from elsewhere) are rounded too.  Returns the best solution vector, or None."""
-    S = p.sites
-    deadline = time.perf_counter() + time_limit_s
-    reserve = _ROUNDING_RESERVE * np.bincount(model.cls_site, minlength=model.n_s)
-    search = _rounding_proxy(model, p, reserve)
-    _set_target(search, target, rule)
-    y = _lp_warm_start(search, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
-    C, X = model.col("cls"), model.col("x")
-    pupils_of = model.A[model.cls_row0:model.cls_row0 + model.cls_site.size, X]
-    cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)[model.cls_level]
-    best = None
-    for y_try in warm_y:
-        r = _round_classes(model, p, y_try, max(0.5, deadline - time.perf_counter()), threads, start=search)
-        if r is not None and (best is None or r.objective < best.objective):
-            best = r
-    for _ in range(rounds):
-        if y is None or time.perf_counter() >= deadline:
-            break
-        y, _ = _local_search(search, p, y, rule, deadline, threads)
-        r = _round_classes(model, p, y, max(0.5, deadline - time.perf_counter()), threads, start=search)
-        if r is None:
-            break
-        if best is None or r.objective < best.objective - 1e-9 * abs(best.objective):
-            best = r
-        loss = np.bincount(model.cls_site, weights=r.x[C] - pupils_of @ r.x[X] / cap, minlength=model.n_s)
-        new = np.where(y > 0.5, np.maximum(reserve, loss) + 2.0 * r.x[model.col("scr")], reserve)
-        if np.allclose(new, reserve):
-            break
-        reserve = new
-        search = _rounding_proxy(model, p, reserve)
-        _set_target(search, target, rule)
-    return None if best is None else best.x
-
-
-def _round_classes(model: _Model, p: ConsolidationProblem, y: np.ndarray, time_limit_s: float, threads,
-                   passes: int = 6, start: _Model | None = None) -> MilpResult | None:
-    """Per-grade model: a feasible solution for the open set ``y`` by rounding classes (LPs only).
-
-    Solve the LP with ``y`` fixed (on ``start``, the rounding-aware copy of :func:`_rounding_proxy`, when
-    given); round each site × grade's classes up to ``ceil(pupils / cap)``; where a site's rounded classes
-    exceed what it can hold (``min(classrooms + max_expand, max_classes)``), drop the class of the grade
-    whose last class holds the fewest pupils.  The rounded classes become upper bounds — plus one class
-    per grade at sites with room left, so that pupils pushed out can be seated there — and the LP is
-    solved again, until the rounded classes fit every site (at most ``passes`` times; then a last LP
-    with the rounded classes as strict bounds, where pupils may stay unserved or need extra classrooms).
-    Returns the solution with whole classes and expansions (objective in CNY), or None when an LP fails."""
-    S = p.sites
-    deadline = time.perf_counter() + time_limit_s
-    cl, cu = model.cl.copy(), model.cu.copy()
-    sl, C, X, E, SCR = (model.col(k) for k in ("y", "cls", "x", "e", "scr"))
-    cl[sl] = y
-    cu[sl] = y
-    lp = np.zeros(model.c.size, dtype=np.int8)
-    n_c = model.cls_site.size
-    pupils_of = model.A[model.cls_row0:model.cls_row0 + n_c, X]
-    cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)[model.cls_level]
-    open_ = y[model.cls_site] > 0.5
-    hard = np.where(y > 0.5, S.max_classes, 0.0)
-    limit = np.where(y > 0.5, np.minimum(S.classrooms + S.max_expand, hard), 0.0)
-    U = model.col("uns")
-
-    def solve(m):
-        return _run(m, cl, cu, lp, time_limit_s=max(deadline - time.perf_counter(), 0.1), threads=threads)
-
-    res = solve(start if start is not None else model)
-    for k in range(passes + 1):
-        if not res.has_solution:
-            return None
-        # pupils left unserved (e.g. by dropped classes): their sites keep the classes (extra classrooms)
-        stranded = np.flatnonzero(res.x[U] > 1e-6)
-        if stranded.size:
-            soft = np.unique(model.x_site[np.isin(model.x_dem, stranded)])
-            limit[soft] = hard[soft]
-        load = pupils_of @ res.x[X]
-        need = np.where(open_, np.ceil(np.round(load / cap, 9)), 0.0).clip(min=0)
-        over = np.bincount(model.cls_site, weights=need, minlength=model.n_s) - limit
-        if not np.any(over > 0.5):
-            break
-        if k == passes:   # out of passes: strict bounds
-            for s in np.flatnonzero(over > 0.5):
-                j = np.flatnonzero((model.cls_site == s) & (need > 0))
-                fill = load[j] / cap[j] - (need[j] - 1)   # share of the cap in each grade's last class
-                need[j[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
-            cu[C] = need
-            res = solve(model)
-            break
-        for s in np.flatnonzero(over > 0.5):
-            j = np.flatnonzero((model.cls_site == s) & (need > 0))
-            fill = load[j] / cap[j] - (need[j] - 1)
-            need[j[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
-        cu[C] = need + ((over < -0.5)[model.cls_site] & open_)
-        res = solve(model)
-    if not res.has_solution:
-        return None
-    x = res.x.copy()
-    x[C] = np.minimum(np.ceil(np.round(pupils_of @ x[X] / cap, 9)), cu[C])   # whole classes
-    used = np.bincount(model.cls_site, weights=x[C], minlength=model.n_s)
-    x[E] = np.clip(used - S.classrooms * y, 0.0, S.max_expand * y)
-    x[SCR] = np.maximum(used - S.classrooms * y - x[E], 0.0)
-    x[sl] = y
-    return replace(res, x=x, objective=float(model.c @ x))
-
-
 def _pick_open_set(model: _Model, p: ConsolidationProblem, score: np.ndarray, target: int, rule: str,
                    prefer: np.ndarray | None = None) -> np.ndarray:
     """Open fixed sites, then the best-scoring counted sites up to the target (or up to the LP's count
@@ -1249,6 +1122,11 @@ class ConsolidationResult:
     x: np.ndarray = field(repr=False, default=None)
     pupils_after_by_grade: np.ndarray | None = None    # (n_sites, 9) grades 1..9, per-grade model only
     classes_after_by_grade: np.ndarray | None = None   # (n_sites, 9) ceil(pupils / cap) per grade
+    # per-grade problems (two stages, see solve_consolidation): the layout stage's result (classes per level) and
+    # the proven gap of the class organisation for that layout (HiGHS's, on the per-grade model with the open
+    # set fixed); ``bound`` / ``gap`` above are against the layout stage's bound, valid for the per-grade model
+    level_result: "ConsolidationResult | None" = field(repr=False, default=None)
+    grade_gap: float = float("nan")
 
     @property
     def slack_used(self) -> bool:
@@ -1343,38 +1221,50 @@ def summarise_travel(result: ConsolidationResult) -> pd.DataFrame:
 
 def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: int, rule: str,
              seconds: float) -> ConsolidationResult:
-    S = p.sites
-    n_s, n_u = p.n_sites, p.n_units
+    """The result of a solved model: flows from the pairs' shares, then :func:`_assemble`."""
     x = res.x
-    y = np.round(x[model.col("y")]).astype(bool)
-    e = np.round(x[model.col("e")])
-    b_added = x[model.col("b")]
-    scr = x[model.col("scr")]
-    sbed = x[model.col("sbed")]
     share = np.clip(x[model.col("x")], 0.0, 1.0)
-    uns = np.clip(x[model.col("uns")], 0.0, 1.0)
     flow = model.x_pupils * share
     keep = flow > _TOL
     flows = pd.DataFrame({"unit": model.x_unit[keep], "level": model.x_level[keep], "site": model.x_site[keep],
                           "pupils": flow[keep], "distance_m": model.x_dist_m[keep], "boarding": model.x_board[keep]})
+    uns = np.clip(x[model.col("uns")], 0.0, 1.0)
+    unserved = model.pre_unserved.copy()
+    unserved[model.dem_unit, model.dem_level] += p.demand[model.dem_unit, model.dem_level] * uns
+    return _assemble(p, target, rule, y=np.round(x[model.col("y")]).astype(bool), e=np.round(x[model.col("e")]),
+                     b_added=x[model.col("b")], scr=x[model.col("scr")], sbed=x[model.col("sbed")], flows=flows,
+                     unserved=unserved, pre_unserved=model.pre_unserved, over=float(x[model.off["over"][0]]),
+                     under=float(x[model.off["under"][0]]), res=res, seconds=seconds, x=x)
+
+
+def _whole(v) -> np.ndarray:
+    """Whole units (classrooms, beds) needed for continuous amounts, ignoring solver noise below 1e-4."""
+    return np.ceil(np.round(np.asarray(v, dtype=np.float64), 4) - 1e-9).clip(min=0)
+
+
+def _assemble(p: ConsolidationProblem, target: int, rule: str, *, y, e, b_added, scr, sbed, flows: pd.DataFrame,
+              unserved, pre_unserved, over: float, under: float, res: MilpResult, seconds: float, x=None,
+              **extra) -> ConsolidationResult:
+    """A :class:`ConsolidationResult` from a solution: open sites ``y``, classrooms ``e``, beds ``b_added``, slack
+    ``scr`` / ``sbed`` per site, ``flows`` (unit, level, site, pupils, distance_m, boarding, and ``grade`` 1..9
+    when pupils were assigned per grade), ``unserved`` pupils (n_units, 2) including ``pre_unserved`` (no allowed
+    site), schools over / under the target; solver figures from ``res``."""
+    S = p.sites
+    n_s, n_u = p.n_sites, p.n_units
+    fu, fl, fs = (flows[k].to_numpy() for k in ("unit", "level", "site"))
+    fp, fd, fb = flows["pupils"].to_numpy(), flows["distance_m"].to_numpy(), flows["boarding"].to_numpy(bool)
     pupils_after = np.zeros((n_s, 2))
-    np.add.at(pupils_after, (model.x_site, model.x_level), flow)
+    np.add.at(pupils_after, (fs, fl), fp)
     cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)
     pupils_g = classes_g = None
-    if p.by_grade:
-        # each pair carries its unit's pupils of every grade of its level, in the share x
+    if "grade" in flows:   # pupils assigned per grade: whole classes per site × grade
         pupils_g = np.zeros((n_s, GRADES.size))
-        for gi in range(GRADES.size):
-            m = model.x_level == GRADE_LEVEL[gi]
-            np.add.at(pupils_g[:, gi], model.x_site[m], share[m] * p.demand_by_grade[model.x_unit[m], gi])
+        np.add.at(pupils_g, (fs, flows["grade"].to_numpy() - 1), fp)
         classes_g = np.ceil(pupils_g / cap[GRADE_LEVEL][None, :] - 1e-6).clip(min=0)
         classes_after = np.stack([classes_g[:, GRADE_LEVEL == lv].sum(axis=1) for lv in range(2)], axis=1)
     else:
         classes_after = np.ceil(pupils_after / cap - 1e-6).clip(min=0)
-    boarding = np.bincount(model.x_site[model.x_board], weights=flow[model.x_board], minlength=n_s)
-    beds_added = np.ceil(b_added - 1e-6).clip(min=0)
-    extra_cr = np.ceil(scr - 1e-6).clip(min=0)
-    missing_beds = np.ceil(sbed - 1e-6).clip(min=0)
+    boarding = np.bincount(fs[fb], weights=fp[fb], minlength=n_s)
     pupils_before = np.zeros((n_s, 2))
     for lv in range(2):
         ok = p.before_site[:, lv] >= 0
@@ -1382,9 +1272,9 @@ def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: in
     decision = np.where(S.existing, np.where(y, np.where(e > 0, "expand", "keep"), "close"),
                         np.where(y, "open", "not_opened")).astype(object)
     # receiving school of each closed existing school
-    bsite = p.before_site[model.x_unit, model.x_level]
+    bsite = p.before_site[fu, fl]
     m = bsite >= 0
-    move = sp.coo_matrix((flow[m], (bsite[m], model.x_site[m])), shape=(n_s, n_s)).tocsr()
+    move = sp.coo_matrix((fp[m], (bsite[m], fs[m])), shape=(n_s, n_s)).tocsr()
     receiving = -np.ones(n_s, dtype=np.int64)
     rshare = np.zeros(n_s)
     for s in np.flatnonzero(S.existing & ~y):
@@ -1394,46 +1284,42 @@ def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: in
             j = int(np.argmax(row.toarray().ravel()))
             receiving[s] = j
             rshare[s] = float(row[0, j] / tot)
-    # per unit
+    # per unit × level: the main school (largest share; a per-grade flow counts with its pupils)
     assigned = -np.ones((n_u, 2), dtype=np.int64)
     ashare = np.zeros((n_u, 2))
-    if keep.any():
-        order = np.lexsort((-share, model.x_dem))
-        first = np.ones(order.size, dtype=bool)
-        first[1:] = model.x_dem[order][1:] != model.x_dem[order][:-1]
-        top = order[first]
-        good = share[top] > _TOL
-        assigned[model.x_unit[top[good]], model.x_level[top[good]]] = model.x_site[top[good]]
-        ashare[model.x_unit[top[good]], model.x_level[top[good]]] = share[top[good]]
+    agg = flows.groupby(["unit", "level", "site"], sort=True)["pupils"].sum().reset_index()
+    if len(agg):
+        agg = agg.sort_values(["unit", "level", "pupils", "site"], ascending=[True, True, False, True], kind="stable")
+        top = agg.drop_duplicates(["unit", "level"])
+        tu, tl = top["unit"].to_numpy(), top["level"].to_numpy()
+        assigned[tu, tl] = top["site"].to_numpy()
+        ashare[tu, tl] = top["pupils"].to_numpy() / np.maximum(p.demand[tu, tl], _TOL)
     served = np.zeros((n_u, 2))
-    np.add.at(served, (model.x_unit, model.x_level), flow)
+    np.add.at(served, (fu, fl), fp)
     dist_sum = np.zeros((n_u, 2))
-    np.add.at(dist_sum, (model.x_unit, model.x_level), flow * model.x_dist_m)
+    np.add.at(dist_sum, (fu, fl), fp * fd)
     travel = np.where(served > _TOL, dist_sum / np.maximum(served, _TOL), np.nan)
     board_u = np.zeros((n_u, 2))
-    np.add.at(board_u, (model.x_unit[model.x_board], model.x_level[model.x_board]), flow[model.x_board])
-    unserved = model.pre_unserved.copy()
-    unserved[model.dem_unit, model.dem_level] += p.demand[model.dem_unit, model.dem_level] * uns
+    np.add.at(board_u, (fu[fb], fl[fb]), fp[fb])
+    unserved = np.asarray(unserved, dtype=np.float64).copy()
     unserved[unserved < 1e-6] = 0.0
     reason = np.full((n_u, 2), "", dtype=object)
-    reason[model.pre_unserved > 0] = "no_site_within_rules"
-    reason[(unserved > 0) & (model.pre_unserved <= 0)] = "capacity_or_count"
+    reason[pre_unserved > 0] = "no_site_within_rules"
+    reason[(unserved > 0) & (pre_unserved <= 0)] = "capacity_or_count"
     # cost terms
     c = p.costs
     w = np.asarray(c.travel_cny_per_pupil_km_year, dtype=np.float64)
-    pkm = np.array([np.sum(flow[model.x_level == lv] * model.x_dist_m[model.x_level == lv]) / 1000.0
-                    for lv in range(2)])
-    over = float(x[model.off["over"][0]])
-    under = float(x[model.off["under"][0]])
+    pkm = np.array([np.sum(fp[fl == lv] * fd[fl == lv]) / 1000.0 for lv in range(2)])
     classroom_cap = float(np.sum(e * S.classroom_cost_cny))
     newschool_cap = float(np.sum(S.capital_cost_cny[y]))
     bed_cap = float(np.sum(b_added) * c.boarding_bed_cost_cny)
-    penalty = float(c.penalty_unserved_cny_per_pupil * (unserved.sum() - model.pre_unserved.sum())
-                    + c.penalty_classroom_cny * scr.sum() + c.penalty_bed_cny * sbed.sum()
+    penalty = float(c.penalty_unserved_cny_per_pupil * (unserved.sum() - pre_unserved.sum())
+                    + c.penalty_classroom_cny * np.sum(scr) + c.penalty_bed_cny * np.sum(sbed)
                     + c.penalty_school_cny * (over + under))
     travel_cost = float(np.sum(w * pkm))
     running = float(np.sum(S.running_cost_cny_per_year[y]))
     annual_cap = c.annuity_factor * (classroom_cap + newschool_cap + bed_cap)
+    beds_added = _whole(b_added)
     costs = pd.Series({
         "travel_pupil_km_primary": pkm[0],
         "travel_pupil_km_junior": pkm[1],
@@ -1452,14 +1338,14 @@ def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: in
     })
     return ConsolidationResult(
         problem=p, target=target, rule=rule, open=y, decision=decision, classrooms_added=e, beds_added=beds_added,
-        extra_classrooms=extra_cr, missing_beds=missing_beds, pupils_before=pupils_before,
-        pupils_after=pupils_after, classes_after=classes_after, boarding_pupils=boarding, receiving_site=receiving,
-        receiving_share=rshare, assigned_site=assigned, assigned_share=ashare, travel_m=travel,
-        boarding_pupils_unit=board_u, unserved_pupils=unserved, unserved_reason=reason, flows=flows, costs=costs,
-        objective=res.objective, bound=res.bound, gap=res.gap, status=res.status, seconds=seconds,
+        extra_classrooms=_whole(scr), missing_beds=_whole(sbed),
+        pupils_before=pupils_before, pupils_after=pupils_after, classes_after=classes_after, boarding_pupils=boarding,
+        receiving_site=receiving, receiving_share=rshare, assigned_site=assigned, assigned_share=ashare,
+        travel_m=travel, boarding_pupils_unit=board_u, unserved_pupils=unserved, unserved_reason=reason, flows=flows,
+        costs=costs, objective=res.objective, bound=res.bound, gap=res.gap, status=res.status, seconds=seconds,
         solve_seconds=res.seconds, n_open_counted=int(np.sum(y & S.counts_toward_target)),
         schools_over=max(over, 0.0), schools_under=max(under, 0.0), x=x,
-        pupils_after_by_grade=pupils_g, classes_after_by_grade=classes_g)
+        pupils_after_by_grade=pupils_g, classes_after_by_grade=classes_g, **extra)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1489,19 +1375,16 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
     warm = []
     if warm_y is not None:   # a previous solution (moved to this target) competes on the full model
         warm.append(warm_y if warm_x is None else _adjust_open_set(model, p, warm_y, warm_x, target, rule))
-    if p.by_grade:   # the fixed-open-set MILP is hard per grade: round classes instead (LPs only)
-        start = _search_by_grade(model, p, target, rule, _GRADE_SEARCH_SHARE * time_limit_s, threads, warm)
-    else:
-        y0 = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
-        if y0 is not None:
-            y0, _ = _local_search(model, p, y0, rule, deadline, threads)
-        for y_try in ([y0] if y0 is not None else []) + warm:
-            fixed = _solve_fixed_y(model, y_try, max(1.0, deadline - time.perf_counter()), threads,
-                                   mip_rel_gap=min(1e-4, mip_rel_gap))
-            if fixed.has_solution and (start is None or fixed.objective < float(model.c @ start)):
-                start = fixed.x
+    y0 = _lp_warm_start(model, p, target, rule, max(1.0, 0.2 * time_limit_s), threads)
+    if y0 is not None:
+        y0, _ = _local_search(model, p, y0, rule, deadline, threads)
+    for y_try in ([y0] if y0 is not None else []) + warm:
+        fixed = _solve_fixed_y(model, y_try, max(1.0, deadline - time.perf_counter()), threads,
+                               mip_rel_gap=min(1e-4, mip_rel_gap))
+        if fixed.has_solution and (start is None or fixed.objective < float(model.c @ start)):
+            start = fixed.x
     remaining = max(1.0, deadline - time.perf_counter())
-    proof = start is not None and not p.by_grade
+    proof = start is not None
     res = _run(model, model.cl, model.cu, integ, time_limit_s=remaining, mip_rel_gap=mip_rel_gap,
                warm_start=start, threads=threads, options={**(_PROOF_OPTIONS if proof else {}), **_WORK_OPTIONS})
     if proof and not res.optimal and deadline - time.perf_counter() > 0.5:
@@ -1527,10 +1410,132 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
         res = replace(res, x=start, objective=objective, bound=bound, gap=gap, optimal=False,
                       status="Time limit reached (search incumbent kept)")
     return res, time.perf_counter() - t0
-    proof = start is not None
-    res = _run(model, model.cl, model.cu, integ, time_limit_s=remaining, mip_rel_gap=mip_rel_gap,
-               warm_start=start, threads=threads, options={**(_PROOF_OPTIONS if proof else {}), **_WORK_OPTIONS})
-    return res, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------------------------
+# classes per grade: the layout by level, then whole classes per grade for that layout
+# ----------------------------------------------------------------------------------------------
+_GRADE_MAX_NODES = 400   # branch-and-bound nodes of the class-organisation MILP (work budget)
+_GRADE_K_NEAREST = 6   # nearest open sites per unit × grade (widened where the LP needs more)
+
+
+def level_problem(p: ConsolidationProblem) -> ConsolidationProblem:
+    """The per-level relaxation of a per-grade problem (kept on it, so that its solved targets are reused);
+    ``p`` itself when it counts classes per level."""
+    if not p.by_grade:
+        return p
+    if p.level is None:
+        p.level = replace(p, demand_by_grade=None)
+    return p.level
+
+
+def _grade_problem(p: ConsolidationProblem, open_sites: np.ndarray) -> ConsolidationProblem:
+    """The class organisation of a layout as a consolidation problem of its own: one pseudo-unit per unit × grade
+    (that grade's pupils only, at the unit's place, with its distances and urban flag), so that each grade has its
+    own shares, and only the layout's open sites, all kept (their capital and running costs are constants)."""
+    S = p.sites
+    n_u = p.n_units
+    d = np.zeros((n_u * GRADES.size, GRADES.size))
+    for gi in range(GRADES.size):
+        d[gi::GRADES.size, gi] = p.demand_by_grade[:, gi]
+    sub = ConsolidationSites(**{k: np.asarray(getattr(S, k))[open_sites] for k in S.__dataclass_fields__})
+    sub.existing = np.ones(open_sites.size, dtype=bool)   # opened candidates are kept like schools here
+    sub.must_keep = np.ones(open_sites.size, dtype=bool)
+    sub.cannot_close = np.zeros(open_sites.size, dtype=bool)
+    rep = lambda a: np.repeat(a, GRADES.size, axis=0)  # noqa: E731
+    return prepare_consolidation(d, rep(p.distance_m[:, open_sites]), rep(p.unit_urban), sub, rules=p.rules,
+                                 costs=p.costs, before_site=np.full((d.shape[0], 2), -1),
+                                 k_nearest=None if p.k_nearest is None else min(p.k_nearest, _GRADE_K_NEAREST))
+
+
+def _grade_warm_start(model: _Model, g: ConsolidationProblem, level: ConsolidationResult,
+                      open_sites: np.ndarray) -> np.ndarray:
+    """The layout stage's shares given to every grade, classes rounded up per grade, classrooms (and beyond the
+    expansion limit, extra classrooms) to fit them: a feasible start for the class organisation (unless rounding
+    up passes a school's class cap, when HiGHS ignores it)."""
+    S = g.sites
+    p = level.problem
+    n_s = p.n_sites
+    x = np.zeros(model.c.size)
+    f = level.flows
+    key_prev = (f["unit"].to_numpy() * 2 + f["level"].to_numpy()) * n_s + f["site"].to_numpy()
+    share_prev = f["pupils"].to_numpy() / np.maximum(p.demand[f["unit"].to_numpy(), f["level"].to_numpy()], _TOL)
+    order = np.argsort(key_prev, kind="stable")
+    key = ((model.x_unit // GRADES.size) * 2 + model.x_level) * n_s + open_sites[model.x_site]
+    pos = np.minimum(np.searchsorted(key_prev[order], key), max(order.size - 1, 0))
+    X, C = model.col("x"), model.col("cls")
+    if order.size:
+        hit = key_prev[order][pos] == key
+        x[X][hit] = share_prev[order][pos[hit]]
+    x[model.col("uns")] = np.clip(1.0 - np.bincount(model.x_dem, weights=x[X], minlength=model.dem_unit.size), 0, 1)
+    x[model.col("y")] = 1.0
+    n_c = model.cls_site.size
+    cap = np.asarray(g.rules.class_size_cap, dtype=np.float64)[model.cls_level]
+    x[C] = np.ceil(np.round(model.A[model.cls_row0:model.cls_row0 + n_c, X] @ x[X] / cap, 9))
+    used = np.bincount(model.cls_site, weights=x[C], minlength=model.n_s)
+    x[model.col("e")] = np.clip(used - S.classrooms, 0.0, S.max_expand)
+    x[model.col("scr")] = np.maximum(used - S.classrooms - x[model.col("e")], 0.0)
+    board = np.bincount(model.x_site[model.x_board], weights=(model.x_pupils * x[X])[model.x_board],
+                        minlength=model.n_s)
+    x[model.col("b")] = np.clip(board - S.boarding_beds, 0.0, S.max_beds_added) * (model.cu[model.col("b")] > 0)
+    x[model.col("sbed")] = np.maximum(board - S.boarding_beds - x[model.col("b")], 0.0)
+    return x
+
+
+def _organise_grades(p: ConsolidationProblem, level: ConsolidationResult, *, time_limit_s: float,
+                     mip_rel_gap: float, threads, bound: float | None = None) -> ConsolidationResult:
+    """Stage 2 of a per-grade problem: whole classes per grade for the layout ``level`` (its open set fixed).
+
+    Each grade's pupils of a unit get their own shares (a unit's grade-1 intake can be zoned to another school
+    than its grade-4 pupils, as admission zones are set year by year); classes per site × grade are integer and
+    fit the classrooms (expansions re-decided, integer), the class cap of the school, the pupil cap and the
+    boarding beds.  Solved by HiGHS from the layout's own shares with classes rounded up
+    (:func:`_grade_warm_start`), stopped at ``mip_rel_gap`` or ``_GRADE_MAX_NODES`` nodes.  Returns the result
+    on ``p`` with ``bound`` = the layout stage's bound: the per-level model is a relaxation of this one (sum each
+    site's classes over the grades of a level, and average a unit's grade shares weighted by pupils), so its proven
+    bound holds for every layout with classes per grade (``bound`` overrides it when ``level`` was solved on a
+    restricted copy)."""
+    t0 = time.perf_counter()
+    op = np.flatnonzero(level.open)
+    g = _grade_problem(p, op)
+    model = _extend_pairs(g, int(g.sites.counts_toward_target.sum()), "eq", single_assignment=False,
+                          integer_classes=True, threads=threads)
+    x0 = _grade_warm_start(model, g, level, op)
+    res = _run(model, model.cl, model.cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
+               warm_start=x0, threads=threads, options={"mip_max_nodes": _GRADE_MAX_NODES})
+    if not res.has_solution:
+        raise LayoutError(f"HiGHS found no class organisation in {time_limit_s:.0f} s (status {res.status})", [Problem(
+            "time_limit_s", "no incumbent for the classes per grade within the time limit", "raise time_limit_s")])
+    x = res.x
+    share = np.clip(x[model.col("x")], 0.0, 1.0)
+    flow = model.x_pupils * share
+    keep = flow > _TOL
+    flows = pd.DataFrame({"unit": model.x_unit[keep] // GRADES.size, "level": model.x_level[keep],
+                          "grade": model.x_unit[keep] % GRADES.size + 1, "site": op[model.x_site[keep]],
+                          "pupils": flow[keep], "distance_m": model.x_dist_m[keep], "boarding": model.x_board[keep]})
+    uns = np.clip(x[model.col("uns")], 0.0, 1.0)
+    unserved_v = model.pre_unserved.copy()
+    unserved_v[model.dem_unit, model.dem_level] += g.demand[model.dem_unit, model.dem_level] * uns
+    fold = lambda a: a.reshape(p.n_units, GRADES.size, 2).sum(axis=1)  # noqa: E731
+    per_site = {}
+    for k in ("e", "b", "scr", "sbed"):
+        v = np.zeros(p.n_sites)
+        v[op] = x[model.col(k)]
+        per_site[k] = v
+    # the layout's schools over / under the target keep their penalty (the open set is the layout's)
+    over_under = p.costs.penalty_school_cny * (level.schools_over + level.schools_under)
+    objective = res.objective + over_under
+    bound = min(level.bound if bound is None else bound, objective)
+    gap = max(0.0, (objective - bound) / max(abs(objective), 1e-9))
+    status = (f"layout (classes per level): {level.status}, gap {level.gap:.2%}; classes per grade for it: "
+              f"{res.status}, gap {res.gap:.2%}")
+    out = replace(res, objective=objective, bound=bound, gap=gap, status=status, optimal=gap <= mip_rel_gap)
+    return _assemble(p, level.target, level.rule, y=level.open.copy(), e=np.round(per_site["e"]),
+                     b_added=per_site["b"], scr=per_site["scr"], sbed=per_site["sbed"], flows=flows,
+                     unserved=fold(unserved_v), pre_unserved=fold(model.pre_unserved), over=level.schools_over,
+                     under=level.schools_under, res=out, seconds=level.seconds + time.perf_counter() - t0,
+                     level_result=level, grade_gap=res.gap)
+
 
 
 def solve_consolidation(
@@ -1550,7 +1555,22 @@ def solve_consolidation(
     ``rule`` "eq" (exactly ``target`` counted schools open) or "le" (at most).  Never raises for an
     impossible target: the penalised slack is reported (see :func:`diagnose`).  Raises
     :class:`LayoutError` only for bad arguments or when HiGHS returns no solution in the time limit.
+
+    With demand by grade (a per-grade problem) the solve has two stages, each with ``time_limit_s`` as its
+    safety cap: the layout (which schools, expansions, boarding) on the per-level relaxation, proven to
+    ``mip_rel_gap``; then whole classes per grade for that layout (:func:`_organise_grades`).  The result's
+    ``bound`` is the layout stage's (valid for the per-grade model), ``grade_gap`` the second stage's gap for
+    the layout, and ``level_result`` the layout stage's result.
     """
+    if problem.by_grade:
+        _check_target(problem, target, rule)
+        level = solve_consolidation(level_problem(problem), target, rule=rule, single_assignment=single_assignment,
+                                    integer_classes=integer_classes, time_limit_s=time_limit_s,
+                                    mip_rel_gap=mip_rel_gap, threads=threads,
+                                    warm_start=warm_start.level_result if warm_start is not None else None)
+        result = _organise_grades(problem, level, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+        problem.solved[(int(target), rule, bool(single_assignment), bool(integer_classes))] = (None, result)
+        return result
     model, res, secs = _solve(problem, target, rule=rule, single_assignment=single_assignment,
                               integer_classes=integer_classes, time_limit_s=time_limit_s,
                               mip_rel_gap=mip_rel_gap, threads=threads, warm_start=warm_start)
@@ -1643,6 +1663,22 @@ def tradeoff_curve(
     rows = []
     for t in targets:
         _check_target(problem, t, rule)
+    if problem.by_grade:   # the curve of layouts on the per-level relaxation, then classes per grade for each
+        _, levels = tradeoff_curve(level_problem(problem), targets, rule=rule, single_assignment=single_assignment,
+                                   integer_classes=integer_classes, time_limit_s=time_limit_s,
+                                   mip_rel_gap=mip_rel_gap, threads=threads)
+        grade_results = {}
+        for t, lv in levels.items():
+            key = (int(t), rule, bool(single_assignment), bool(integer_classes))
+            done = problem.solved.get(key)
+            if done is not None:   # solved by solve_consolidation already (same settings)
+                grade_results[t] = (done[1], True)
+                continue
+            r = _organise_grades(problem, lv, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+            problem.solved[key] = (None, r)
+            grade_results[t] = (r, False)
+    else:
+        grade_results = None
     same = [(k[0], v) for k, v in problem.solved.items()
             if k[1:] == (rule, bool(single_assignment), bool(integer_classes))]
     model = same[-1][1][0] if same else None
@@ -1650,7 +1686,9 @@ def tradeoff_curve(
     for t in targets:
         hit = [v for k, v in same if k == int(t) and v[1].gap <= mip_rel_gap + 1e-12]
         reused = bool(hit)
-        if reused:
+        if grade_results is not None:
+            r, reused = grade_results[int(t)]
+        elif reused:
             r = hit[-1][1]
         else:
             if prev is None and same:

@@ -52,7 +52,7 @@ DOCS: dict[str, tuple[str, str]] = {
     "consolidation.demand_quantile": ("probability", "quantile of the population draws the layout must seat (0.5 median, 0.9 prudent)"),
     "consolidation.rule": ("—", "exactly or at_most the target number of compulsory schools"),
     "consolidation.keep_all_schools": ("true/false", "keep every existing school (no closure); expansions and new sites still seat pupils"),
-    "consolidation.classes_by_grade": ("true/false", "count whole classes per grade (no 大班额 once classes are organised; weaker bound) or per level (faster, tighter gap, may leave 大班额)"),
+    "consolidation.classes_by_grade": ("true/false", "true: the layout is optimised with classes per level, then whole classes per grade are organised for it (each grade zoned on its own; no class over the cap); false: classes per level only (faster, may leave 大班额 once classes are organised per grade)"),
     "consolidation.teaching_points_count": ("true/false", "whether teaching points (教学点) count toward the school target"),
     "consolidation.allow_new_schools": ("true/false", "candidate school sites may open"),
     "consolidation.max_expand_urban": ("classrooms", "most classrooms an urban school can add"),

@@ -17,6 +17,7 @@ from forecast.migration import (calculate_age_schedule, calculate_rural_urban_mi
 from forecast.population import ProjectionInputs, build_housing_migration, build_projection_inputs, project_inputs
 from forecast.stochastic import QUANTILES, StochasticProjection, calculate_quantiles, project_draws
 from forecast.errors import Problem
+from layout.consolidation import GRADE_LEVEL
 from schoolplan.dataset import Dataset
 
 __all__ = ["PopulationStage", "run_population"]
@@ -416,14 +417,10 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
                          site_ids=site_frame["school_id"].to_numpy(), site_township=site_frame["township_code"].to_numpy())
     curve = pd.DataFrame()
     if c["tradeoff_targets"] and not c["keep_all_schools"]:
-        # the curve counts classes per level: a fast relaxation of the per-grade model that ranks school counts by
-        # travel and cost well (the chosen layout above is the per-grade one when classes_by_grade is on)
-        curve_problem = problem
-        if demand.shape[1] == 9:
-            from layout.consolidation import sum_grades_to_levels
-            curve_problem = prepare_consolidation(sum_grades_to_levels(demand), dist, urban, site_obj, rules=rules,
-                                                  costs=costs, unit_component=unit_side, site_component=site_side,
-                                                  k_nearest=int(c["k_nearest"]))
+        # the curve counts classes per level (the layout stage of the per-grade model, whose p = target solve it
+        # reuses): school counts ranked by travel and cost; the chosen layout above has whole classes per grade
+        from layout.consolidation import level_problem
+        curve_problem = level_problem(problem)
         curve, _ = tradeoff_curve(curve_problem, [int(t) for t in c["tradeoff_targets"]], rule="eq",
                                   time_limit_s=float(c["tradeoff_time_limit_s"]), mip_rel_gap=float(c["tradeoff_mip_rel_gap"]))
     # 校际差异系数 before and after: closed schools merged into their receiving school
@@ -465,14 +462,22 @@ class PlanLayout:
 
 
 def _compulsory_shares(co: ConsolidationStage, n_units: int, n_sites: int) -> np.ndarray:
-    """(2, U, n_sites) share of each unit's primary / junior pupils at each consolidation site."""
+    """(9, U, n_sites) share of each unit's pupils of grade 1..9 at each consolidation site (per-grade flows carry
+    their grade; per-level flows give every grade of the level the level's share)."""
     f = co.result.flows
-    dem = co.result.problem.demand  # (U, 2)
-    shares = np.zeros((2, n_units, n_sites))
-    np.add.at(shares, (f["level"].to_numpy(), f["unit"].to_numpy(), f["site"].to_numpy()), f["pupils"].to_numpy())
+    p = co.result.problem
+    shares = np.zeros((len(GRADE_LEVEL), n_units, n_sites))
+    u, s, pupils = f["unit"].to_numpy(), f["site"].to_numpy(), f["pupils"].to_numpy()
+    if "grade" in f:
+        dem = p.demand_by_grade.T  # (9, U)
+        np.add.at(shares, (f["grade"].to_numpy() - 1, u, s), pupils)
+    else:
+        dem = p.demand.T[GRADE_LEVEL]  # (9, U): each grade of a level takes the level's share
+        for gi, lv in enumerate(GRADE_LEVEL):
+            m = f["level"].to_numpy() == lv
+            np.add.at(shares[gi], (u[m], s[m]), pupils[m])
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(dem.T[:, :, None] > 0, shares / dem.T[:, :, None], 0.0)
-    return shares
+        return np.where(dem[:, :, None] > 0, shares / dem[:, :, None], 0.0)
 
 
 def organise_classes(pupils: np.ndarray, caps: np.ndarray, classrooms: np.ndarray) -> np.ndarray:
@@ -522,7 +527,7 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
     open_ = np.ones((P, Y), bool)
     after = en.years >= design
     # compulsory grades from the design year on: units' pupils go where the plan sends them
-    shares = _compulsory_shares(co, len(ds.units), len(site_ids))  # (2, U, n_sites)
+    shares = _compulsory_shares(co, len(ds.units), len(site_ids))  # (9, U, n_sites)
     site_to_p = pos.get_indexer(site_ids)  # -1 for candidates not opened
     ok = site_to_p >= 0
     urban_u = ds.units["urban"].to_numpy(bool)
@@ -533,15 +538,15 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
         lv = 0 if g <= 6 else 1
         q = calculate_quantiles(en.unit_pupils[..., gi], (0.5, 0.9), axis=0)  # (2, Y, U)
         for k, arr in enumerate((pupils, pupils90)):
-            at_site = q[k][after] @ shares[lv]  # (Ya, n_sites)
+            at_site = q[k][after] @ shares[g - 1]  # (Ya, n_sites)
             tmp = np.zeros((P, after.sum()))
             np.add.at(tmp, site_to_p[ok], at_site[:, ok].T)
             arr[:, gi, after] = tmp
             if k == 0:
                 unserved[after, lv] += q[0][after].sum(axis=1) - at_site.sum(axis=1)
         mean_u = en.unit_pupils[..., gi].mean(axis=0)[after]  # (Ya, U)
-        tot = mean_u @ shares[lv]
-        rur = (mean_u * ~urban_u) @ shares[lv]
+        tot = mean_u @ shares[g - 1]
+        rur = (mean_u * ~urban_u) @ shares[g - 1]
         tmp_t = np.zeros((P, after.sum()))
         tmp_r = np.zeros((P, after.sum()))
         np.add.at(tmp_t, site_to_p[ok], tot[:, ok].T)

@@ -282,7 +282,14 @@ def write_planner_outputs(w, res) -> None:
     co = res.consolidation
     rep.heading(f"Consolidation: {sc['targets']['compulsory_schools']} compulsory schools for the {co.demand_year}")
     res_ = co.result
-    rep.paragraph(f"HiGHS status {res_.status}; proven gap {res_.gap:.3%}; {res_.seconds:.1f} s. " + co.message)
+    if res_.level_result is not None:   # two stages: the layout (classes per level), then classes per grade
+        lv = res_.level_result
+        rep.paragraph(f"Layout (which schools, expansions, boarding; classes counted per level): HiGHS {lv.status}, "
+                      f"proven gap {lv.gap:.3%}. Whole classes per grade for that layout: proven gap "
+                      f"{res_.grade_gap:.3%} for this layout; {res_.gap:.2%} above the layout bound, which bounds every "
+                      f"layout with classes per grade. {res_.seconds:.1f} s. " + co.message)
+    else:
+        rep.paragraph(f"HiGHS status {res_.status}; proven gap {res_.gap:.3%}; {res_.seconds:.1f} s. " + co.message)
     rep.table(co.decisions["decision"].value_counts().rename_axis("decision").reset_index(name="schools or sites"))
     rep.image(w.path("map_consolidation.png").read_bytes(), "Kept, expanded, closed (arrow to the receiving school) and "
               "new schools; units coloured by the change of mean one-way travel (map_consolidation.png).")
@@ -296,8 +303,8 @@ def write_planner_outputs(w, res) -> None:
         rep.heading("What the school count costs (trade-off)")
         curve = co.curve.copy()
         if sc["consolidation"]["classes_by_grade"]:
-            rep.paragraph("The curve counts classes per level (a faster relaxation); the layout above organises whole "
-                          "classes per grade, which costs somewhat more.", cls="small")
+            rep.paragraph("The curve counts classes per level (the layout stage); the layout above then organises "
+                          "whole classes per grade, which costs somewhat more.", cls="small")
         fig = draw_tradeoff(curve)
         rep.figure(fig, "Mean one-way travel and annualised cost (travel, capital, running) against the school count.")
         plt.close(fig)

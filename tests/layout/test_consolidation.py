@@ -421,13 +421,17 @@ def test_per_grade_classes_expand_where_per_level_counting_would_seat_90_pupils_
     assert r.pupils_after_by_grade[0, :2] == pytest.approx([46, 44])
     # one classroom more: 1.5 M CNY annualised at 0.0736
     assert r.objective - level.objective == pytest.approx(0.0736 * 1.5e6, rel=1e-6)
-    assert r.gap <= 1e-3 and not r.slack_used and level.classes_after_by_grade is None
+    assert r.grade_gap <= 1e-3 and not r.slack_used and level.classes_after_by_grade is None
+    # two stages: the layout's bound (classes per level) bounds the per-grade model; the gap is against it
+    assert r.level_result.objective == pytest.approx(level.objective, rel=1e-9)
+    assert r.bound <= level.objective + 1e-6
+    assert r.gap == pytest.approx((r.objective - r.bound) / r.objective)
 
 
 def test_per_grade_classes_move_pupils_when_the_school_cannot_expand():
     # unit at 0 km, school A (2 classrooms, no expansion) at 0.5 km, school B at 5 km.  Per level all 90 fit
-    # in A; per grade A holds 1 class of each grade, so the unit's primary share at A is at most 45/46 and
-    # 90 × 1/46 pupils (of both grades, in proportion) go to B.
+    # in A; per grade A holds 1 class of each grade, so 1 grade-1 pupil (46 - 45) goes to B: each grade of a
+    # unit has its own shares (admission zones are set per intake year)
     sites = ConsolidationSites(hosts=np.array([[True, False], [True, False]]), existing=np.ones(2, bool),
                                classrooms=np.array([2.0, 20.0]))
     dist = line_distances([0], [0.5, 5])
@@ -436,12 +440,14 @@ def test_per_grade_classes_move_pupils_when_the_school_cannot_expand():
     assert level.pupils_after[:, 0] == pytest.approx([90, 0])
     r = solve_consolidation(prepare_consolidation(grade_demand(g1=46, g2=44), dist, np.zeros(1, bool), sites,
                                                   rules=WIDE), 2)
-    moved = 90 / 46
-    assert r.pupils_after[:, 0] == pytest.approx([90 - moved, moved], abs=1e-6)
-    assert r.pupils_after_by_grade[0, :2] == pytest.approx([45, 44 * 45 / 46], abs=1e-6)
-    assert r.classes_after_by_grade[:, :2].tolist() == [[1, 1], [1, 1]]
-    assert r.costs["travel_pupil_km_primary"] == pytest.approx((90 - moved) * 0.5 + moved * 5.0, abs=1e-6)
+    assert r.pupils_after[:, 0] == pytest.approx([89, 1], abs=1e-6)
+    assert r.pupils_after_by_grade[:, :2] == pytest.approx(np.array([[45, 44], [1, 0]]), abs=1e-6)
+    assert r.classes_after_by_grade[:, :2].tolist() == [[1, 1], [1, 0]]
+    assert r.costs["travel_pupil_km_primary"] == pytest.approx(89 * 0.5 + 1 * 5.0, abs=1e-6)
     assert r.classrooms_added.sum() == 0 and not r.slack_used
+    # the flows carry the grade; the unit's main school is A with 89 of its 90 primary pupils
+    assert set(r.flows["grade"]) == {1, 2}
+    assert r.assigned_site[0, 0] == 0 and r.assigned_share[0, 0] == pytest.approx(89 / 90)
 
 
 def test_nine_year_school_counts_classes_over_nine_grades_with_the_junior_cap():
