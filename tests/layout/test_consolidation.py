@@ -555,3 +555,34 @@ def test_per_grade_solve_is_deterministic_work_budgets_not_the_clock():
     cap = np.array([45.0] * 6 + [50.0] * 3)
     assert np.all(a.pupils_after_by_grade <= a.classes_after_by_grade * cap + 1e-6)
     assert a.pupils_after_by_grade.sum(axis=0) == pytest.approx(d.sum(axis=0), abs=1e-5)
+
+
+def test_two_stage_per_grade_result_lies_between_the_layout_bound_and_the_exact_per_grade_optimum():
+    # small random instances: the exact per-grade optimum (one pseudo-unit per unit × grade, every site free, the
+    # whole MILP solved by HiGHS) is at least the layout stage's bound and at most the two-stage result
+    import layout.consolidation as lc
+
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        n_u, n_s = 8, 6
+        d = np.round(rng.uniform(5, 60, size=(n_u, 9)))
+        dist = rng.uniform(0, 6000, size=(n_u, n_s))
+        hosts = np.array([[True, False], [True, True], [False, True], [True, False], [True, True], [True, False]])
+        sites = ConsolidationSites(hosts=hosts, existing=np.ones(n_s, bool), max_expand=np.full(n_s, 4.0),
+                                   classrooms=rng.integers(4, 14, n_s).astype(float))
+        p = prepare_consolidation(d, dist, np.zeros(n_u, bool), sites, rules=WIDE, k_nearest=None)
+        r = solve_consolidation(p, 4, mip_rel_gap=1e-6, time_limit_s=30)
+        v = np.zeros((n_u * 9, 9))
+        for g in range(9):
+            v[g::9, g] = d[:, g]
+        pv = prepare_consolidation(v, np.repeat(dist, 9, axis=0), np.zeros(n_u * 9, bool), sites, rules=WIDE,
+                                   k_nearest=None)
+        model = lc._build_model(pv, target=4, rule="eq", single_assignment=False, integer_classes=True,
+                                k_nearest=None)
+        exact = lc._run(model, model.cl, model.cu, model.integrality, time_limit_s=30, mip_rel_gap=1e-9)
+        assert exact.optimal
+        assert r.bound <= exact.objective * (1 + 1e-6)
+        assert exact.objective <= r.objective * (1 + 1e-6)
+        cap = np.array([45.0] * 6 + [50.0] * 3)
+        assert np.all(r.pupils_after_by_grade <= r.classes_after_by_grade * cap + 1e-6)
+        assert r.pupils_after_by_grade.sum(axis=0) == pytest.approx(d.sum(axis=0), abs=1e-5)
