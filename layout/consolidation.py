@@ -1757,7 +1757,8 @@ def diagnose(
         rows.append({"kind": "extra_classrooms", "level": "", "unit_code": None, "school_id": ids[s],
                      "township_code": stown[s], "quantity": float(result.extra_classrooms[s]),
                      "quantity_unit": "classrooms", "classrooms_needed": float(result.extra_classrooms[s]),
-                     "reason": "beyond the expansion limit"})
+                     "reason": "beyond the expansion limit" + (
+                         " (whole classes per grade need them)" if result.classes_after_by_grade is not None else "")})
     for s in np.flatnonzero(result.missing_beds > 0):
         rows.append({"kind": "missing_boarding_beds", "level": "", "unit_code": None, "school_id": ids[s],
                      "township_code": stown[s], "quantity": float(result.missing_beds[s]), "quantity_unit": "beds",
