@@ -1417,6 +1417,9 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
 # ----------------------------------------------------------------------------------------------
 _GRADE_MAX_NODES = 400   # branch-and-bound nodes of the class-organisation MILP (work budget)
 _GRADE_K_NEAREST = 6   # nearest open sites per unit × grade (widened where the LP needs more)
+# HiGHS's root (cuts, heuristics) has no work limit and takes 8-19 s on Fuling: the class organisation's safety cap is
+# this multiple of the stage's time limit, so that the node budget, not the clock, stops it (reproducible results)
+_GRADE_TIME_FACTOR = 6
 
 
 def level_problem(p: ConsolidationProblem) -> ConsolidationProblem:
@@ -1490,7 +1493,8 @@ def _organise_grades(p: ConsolidationProblem, level: ConsolidationResult, *, tim
     than its grade-4 pupils, as admission zones are set year by year); classes per site × grade are integer and
     fit the classrooms (expansions re-decided, integer), the class cap of the school, the pupil cap and the
     boarding beds.  Solved by HiGHS from the layout's own shares with classes rounded up
-    (:func:`_grade_warm_start`), stopped at ``mip_rel_gap`` or ``_GRADE_MAX_NODES`` nodes.  Returns the result
+    (:func:`_grade_warm_start`), stopped at ``mip_rel_gap`` or ``_GRADE_MAX_NODES`` nodes (safety cap
+    ``_GRADE_TIME_FACTOR × time_limit_s``).  Returns the result
     on ``p`` with ``bound`` = the layout stage's bound: the per-level model is a relaxation of this one (sum each
     site's classes over the grades of a level, and average a unit's grade shares weighted by pupils), so its proven
     bound holds for every layout with classes per grade (``bound`` overrides it when ``level`` was solved on a
@@ -1501,7 +1505,8 @@ def _organise_grades(p: ConsolidationProblem, level: ConsolidationResult, *, tim
     model = _extend_pairs(g, int(g.sites.counts_toward_target.sum()), "eq", single_assignment=False,
                           integer_classes=True, threads=threads)
     x0 = _grade_warm_start(model, g, level, op)
-    res = _run(model, model.cl, model.cu, model.integrality, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
+    res = _run(model, model.cl, model.cu, model.integrality, time_limit_s=_GRADE_TIME_FACTOR * time_limit_s,
+               mip_rel_gap=mip_rel_gap,
                warm_start=x0, threads=threads, options={"mip_max_nodes": _GRADE_MAX_NODES})
     if not res.has_solution:
         raise LayoutError(f"HiGHS found no class organisation in {time_limit_s:.0f} s (status {res.status})", [Problem(
@@ -1538,6 +1543,51 @@ def _organise_grades(p: ConsolidationProblem, level: ConsolidationResult, *, tim
 
 
 
+def _alternative_sites(p: ConsolidationProblem, result: ConsolidationResult,
+                       level: ConsolidationResult) -> np.ndarray:
+    """Closed existing schools to keep in a second layout solve: for each school where whole classes per grade need
+    classrooms beyond its expansion limit (and the layout did not), the closed school hosting its levels that is
+    nearest (pupil-weighted) to the pupils it receives."""
+    S = p.sites
+    short = np.flatnonzero(result.extra_classrooms > level.extra_classrooms)
+    closed = np.flatnonzero(S.existing & ~result.open)
+    out = []
+    f = result.flows
+    for s in short:
+        g = f[f["site"].to_numpy() == s]
+        if not len(g) or not closed.size:
+            continue
+        cand = closed[(S.hosts[closed] >= S.hosts[s]).all(axis=1)]
+        if not cand.size:
+            continue
+        d = p.distance_m[np.ix_(g["unit"].to_numpy(), cand)]
+        w = g["pupils"].to_numpy()[:, None]
+        mean = np.where(np.isfinite(d).all(axis=0), (np.where(np.isfinite(d), d, 0.0) * w).sum(axis=0) / w.sum(), np.inf)
+        if np.isfinite(mean).any():
+            out.append(int(cand[np.argmin(mean)]))
+    return np.unique(np.asarray(out, dtype=np.int64))
+
+
+def _classes_for_layout(problem: ConsolidationProblem, level: ConsolidationResult, **kw) -> ConsolidationResult:
+    """Stage 2 for the layout ``level``; where whole classes per grade then need classrooms beyond a school's
+    expansion limit (and the layout did not), the layout once more with the closed school nearest to that school's
+    pupils kept (:func:`_alternative_sites`; a restriction, so the bound stays the first layout's) and stage 2 for
+    it; the better result is returned.  ``kw``: rule, single_assignment, integer_classes, time_limit_s,
+    mip_rel_gap, threads."""
+    stage2 = dict(time_limit_s=kw["time_limit_s"], mip_rel_gap=kw["mip_rel_gap"], threads=kw["threads"])
+    result = _organise_grades(problem, level, **stage2)
+    keep = _alternative_sites(problem, result, level)
+    if keep.size:
+        S = level.problem.sites
+        held = replace(level.problem, sites=replace(S, must_keep=S.must_keep | np.isin(np.arange(S.n_sites), keep)))
+        level2 = solve_consolidation(held, level.target, **kw)
+        again = _organise_grades(problem, level2, bound=level.bound, **stage2)
+        if again.objective < result.objective - 1e-9 * abs(result.objective):
+            again.status += f" (layout re-solved keeping {keep.size} more school(s) where classes per grade were short)"
+            result = again
+    return result
+
+
 def solve_consolidation(
     problem: ConsolidationProblem,
     target: int,
@@ -1556,11 +1606,12 @@ def solve_consolidation(
     impossible target: the penalised slack is reported (see :func:`diagnose`).  Raises
     :class:`LayoutError` only for bad arguments or when HiGHS returns no solution in the time limit.
 
-    With demand by grade (a per-grade problem) the solve has two stages, each with ``time_limit_s`` as its
-    safety cap: the layout (which schools, expansions, boarding) on the per-level relaxation, proven to
-    ``mip_rel_gap``; then whole classes per grade for that layout (:func:`_organise_grades`).  The result's
-    ``bound`` is the layout stage's (valid for the per-grade model), ``grade_gap`` the second stage's gap for
-    the layout, and ``level_result`` the layout stage's result.
+    With demand by grade (a per-grade problem) the solve has two stages: the layout (which schools, expansions,
+    boarding) on the per-level relaxation, proven to ``mip_rel_gap``; then whole classes per grade for that layout
+    (:func:`_organise_grades`), and where those need classrooms beyond a school's expansion limit, a second layout
+    keeping one more school there (:func:`_classes_for_layout`).  The result's ``bound`` is the first layout
+    stage's (valid for the per-grade model), ``grade_gap`` the second stage's gap for the chosen layout, and
+    ``level_result`` the chosen layout's stage-1 result.
     """
     if problem.by_grade:
         _check_target(problem, target, rule)
@@ -1568,7 +1619,9 @@ def solve_consolidation(
                                     integer_classes=integer_classes, time_limit_s=time_limit_s,
                                     mip_rel_gap=mip_rel_gap, threads=threads,
                                     warm_start=warm_start.level_result if warm_start is not None else None)
-        result = _organise_grades(problem, level, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+        result = _classes_for_layout(problem, level, rule=rule, single_assignment=single_assignment,
+                                     integer_classes=integer_classes, time_limit_s=time_limit_s,
+                                     mip_rel_gap=mip_rel_gap, threads=threads)
         problem.solved[(int(target), rule, bool(single_assignment), bool(integer_classes))] = (None, result)
         return result
     model, res, secs = _solve(problem, target, rule=rule, single_assignment=single_assignment,
@@ -1674,7 +1727,9 @@ def tradeoff_curve(
             if done is not None:   # solved by solve_consolidation already (same settings)
                 grade_results[t] = (done[1], True)
                 continue
-            r = _organise_grades(problem, lv, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+            r = _classes_for_layout(problem, lv, rule=rule, single_assignment=single_assignment,
+                                    integer_classes=integer_classes, time_limit_s=time_limit_s,
+                                    mip_rel_gap=mip_rel_gap, threads=threads)
             problem.solved[key] = (None, r)
             grade_results[t] = (r, False)
     else:

@@ -586,3 +586,24 @@ def test_two_stage_per_grade_result_lies_between_the_layout_bound_and_the_exact_
         cap = np.array([45.0] * 6 + [50.0] * 3)
         assert np.all(r.pupils_after_by_grade <= r.classes_after_by_grade * cap + 1e-6)
         assert r.pupils_after_by_grade.sum(axis=0) == pytest.approx(d.sum(axis=0), abs=1e-5)
+
+
+def test_classes_per_grade_short_at_a_school_keep_the_closed_school_nearby():
+    # unit 1 (urban) reaches A (100 m, 2 classrooms, no expansion) and B (1 km); C is 10 km away, beyond the urban
+    # limit.  Unit 2 reaches only C.  Per level, 90 pupils fit A's 2 classes, so the layout keeps A and C.  Per grade
+    # A needs 3 classes (46 pupils in grade 1) and cannot expand: the layout is solved again keeping B (nearest
+    # closed school to A's pupils), which closes A — no classroom beyond any limit, every pupil seated.
+    sites = ConsolidationSites(hosts=np.array([[True, False]] * 3), existing=np.ones(3, bool),
+                               classrooms=np.array([2.0, 6.0, 20.0]))
+    dist = np.array([[100.0, 1000.0, 10000.0], [10000.0, 10000.0, 100.0]])
+    d = np.zeros((2, 9))
+    d[0, :2] = [46, 44]
+    d[1, :6] = 30
+    r = solve_consolidation(prepare_consolidation(d, dist, np.ones(2, bool), sites), 2)
+    assert r.level_result.open.tolist() == [False, True, True]
+    assert r.open.tolist() == [False, True, True] and not r.slack_used
+    assert r.extra_classrooms.sum() == 0 and r.unserved_pupils.sum() == 0
+    assert r.pupils_after_by_grade[1, :2] == pytest.approx([46, 44])
+    # the bound is the first layout's (A and C), below this result
+    assert r.bound < r.objective
+    assert "keeping 1 more school" in r.status
