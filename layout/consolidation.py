@@ -1127,6 +1127,10 @@ class ConsolidationResult:
     # set fixed); ``bound`` / ``gap`` above are against the layout stage's bound, valid for the per-grade model
     level_result: "ConsolidationResult | None" = field(repr=False, default=None)
     grade_gap: float = float("nan")
+    # per-grade problems whose layout was solved again keeping more schools (see _classes_for_layout): the first
+    # layout's result (its bound is ``bound``) and the schools kept; None / empty otherwise
+    first_layout: "ConsolidationResult | None" = field(repr=False, default=None)
+    kept_for_classes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def slack_used(self) -> bool:
@@ -1584,7 +1588,7 @@ def _classes_for_layout(problem: ConsolidationProblem, level: ConsolidationResul
         again = _organise_grades(problem, level2, bound=level.bound, **stage2)
         if again.objective < result.objective - 1e-9 * abs(result.objective):
             again.status += f" (layout re-solved keeping {keep.size} more school(s) where classes per grade were short)"
-            result = again
+            result = replace(again, first_layout=level, kept_for_classes=keep)
     return result
 
 
@@ -1615,6 +1619,7 @@ def solve_consolidation(
     """
     if problem.by_grade:
         _check_target(problem, target, rule)
+        t0 = time.perf_counter()
         level = solve_consolidation(level_problem(problem), target, rule=rule, single_assignment=single_assignment,
                                     integer_classes=integer_classes, time_limit_s=time_limit_s,
                                     mip_rel_gap=mip_rel_gap, threads=threads,
@@ -1622,6 +1627,7 @@ def solve_consolidation(
         result = _classes_for_layout(problem, level, rule=rule, single_assignment=single_assignment,
                                      integer_classes=integer_classes, time_limit_s=time_limit_s,
                                      mip_rel_gap=mip_rel_gap, threads=threads)
+        result.seconds = time.perf_counter() - t0   # both stages (and a second layout, if any)
         problem.solved[(int(target), rule, bool(single_assignment), bool(integer_classes))] = (None, result)
         return result
     model, res, secs = _solve(problem, target, rule=rule, single_assignment=single_assignment,

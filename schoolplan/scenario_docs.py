@@ -63,7 +63,7 @@ DOCS: dict[str, tuple[str, str]] = {
     "consolidation.travel_limit_m_rural_junior": ("m", "rural junior pupils beyond this board"),
     "consolidation.must_keep": ("school ids", "schools that may not close, in addition to must_keep in schools.geojson"),
     "consolidation.k_nearest": ("sites", "allowed schools per unit and level in the MILP (widened where the LP needs more)"),
-    "consolidation.time_limit_s": ("s", "HiGHS time limit per solve"),
+    "consolidation.time_limit_s": ("s", "safety cap per layout solve (work budgets normally stop it first, so results repeat exactly); the per-grade class organisation gets 6 times this"),
     "consolidation.mip_rel_gap": ("fraction", "relative gap at which HiGHS stops"),
     "consolidation.tradeoff_targets": ("schools", "school counts for the trade-off curve ([] = none)"),
     "consolidation.tradeoff_time_limit_s": ("s", "HiGHS time limit per trade-off point (the scenario's own target is solved to mip_rel_gap)"),

@@ -283,11 +283,17 @@ def write_planner_outputs(w, res) -> None:
     rep.heading(f"Consolidation: {sc['targets']['compulsory_schools']} compulsory schools for the {co.demand_year}")
     res_ = co.result
     if res_.level_result is not None:   # two stages: the layout (classes per level), then classes per grade
-        lv = res_.level_result
-        rep.paragraph(f"Layout (which schools, expansions, boarding; classes counted per level): HiGHS {lv.status}, "
-                      f"proven gap {lv.gap:.3%}. Whole classes per grade for that layout: proven gap "
-                      f"{res_.grade_gap:.3%} for this layout; {res_.gap:.2%} above the layout bound, which bounds every "
-                      f"layout with classes per grade. {res_.seconds:.1f} s. " + co.message)
+        first = res_.first_layout if res_.first_layout is not None else res_.level_result
+        text = (f"Layout (which schools, expansions, boarding; classes counted per level): HiGHS {first.status}, "
+                f"proven gap {first.gap:.3%}. ")
+        if res_.first_layout is not None:
+            kept = ", ".join(co.sites["school_id"].to_numpy()[res_.kept_for_classes])
+            text += (f"Whole classes per grade needed classrooms beyond a school's expansion limit in that layout, so "
+                     f"it was solved again keeping {kept} (HiGHS {res_.level_result.status}, gap "
+                     f"{res_.level_result.gap:.3%} for that restricted layout), which costs less. ")
+        rep.paragraph(text + f"Whole classes per grade for the chosen layout: proven gap {res_.grade_gap:.3%} for this "
+                      f"layout; the result is {res_.gap:.2%} above the first layout's bound, which bounds every layout "
+                      f"with classes per grade. {res_.seconds:.1f} s. " + co.message)
     else:
         rep.paragraph(f"HiGHS status {res_.status}; proven gap {res_.gap:.3%}; {res_.seconds:.1f} s. " + co.message)
     rep.table(co.decisions["decision"].value_counts().rename_axis("decision").reset_index(name="schools or sites"))
