@@ -1474,11 +1474,25 @@ def _grade_warm_start(model: _Model, g: ConsolidationProblem, level: Consolidati
     if order.size:
         hit = key_prev[order][pos] == key
         x[X][hit] = share_prev[order][pos[hit]]
-    x[model.col("uns")] = np.clip(1.0 - np.bincount(model.x_dem, weights=x[X], minlength=model.dem_unit.size), 0, 1)
     x[model.col("y")] = 1.0
     n_c = model.cls_site.size
     cap = np.asarray(g.rules.class_size_cap, dtype=np.float64)[model.cls_level]
-    x[C] = np.ceil(np.round(model.A[model.cls_row0:model.cls_row0 + n_c, X] @ x[X] / cap, 9))
+    pupils_of = model.A[model.cls_row0:model.cls_row0 + n_c, X]
+    load = pupils_of @ x[X]
+    need = np.ceil(np.round(load / cap, 9))
+    # a school over its class cap once classes are whole: drop the classes whose last class holds the fewest
+    # pupils and leave their pupils unseated (penalised), so that the start stays feasible
+    over = np.bincount(model.cls_site, weights=need, minlength=model.n_s) - S.max_classes
+    for s in np.flatnonzero(over > 0.5):
+        j = np.flatnonzero((model.cls_site == s) & (need > 0))
+        fill = load[j] / cap[j] - (need[j] - 1)
+        need[j[np.argsort(fill, kind="stable")][:int(round(over[s]))]] -= 1
+    scale = np.divide(need * cap, load, out=np.ones(n_c), where=load > need * cap + 1e-9).clip(max=1.0)
+    row_of_pair = pupils_of.tocsc().indices if pupils_of.nnz == pupils_of.shape[1] else None
+    if row_of_pair is not None:   # each pair of a pseudo-unit (one grade) feeds exactly one class row
+        x[X] *= scale[row_of_pair]
+    x[C] = need
+    x[model.col("uns")] = np.clip(1.0 - np.bincount(model.x_dem, weights=x[X], minlength=model.dem_unit.size), 0, 1)
     used = np.bincount(model.cls_site, weights=x[C], minlength=model.n_s)
     x[model.col("e")] = np.clip(used - S.classrooms, 0.0, S.max_expand)
     x[model.col("scr")] = np.maximum(used - S.classrooms - x[model.col("e")], 0.0)
@@ -1550,45 +1564,132 @@ def _organise_grades(p: ConsolidationProblem, level: ConsolidationResult, *, tim
 def _alternative_sites(p: ConsolidationProblem, result: ConsolidationResult,
                        level: ConsolidationResult) -> np.ndarray:
     """Closed existing schools to keep in a second layout solve: for each school where whole classes per grade need
-    classrooms beyond its expansion limit (and the layout did not), the closed school hosting its levels that is
-    nearest (pupil-weighted) to the pupils it receives."""
+    classrooms beyond its expansion limit, and for pupils left unseated (where the layout did neither), the closed
+    school hosting the level that reaches most of those pupils, nearest to them (pupil-weighted)."""
     S = p.sites
-    short = np.flatnonzero(result.extra_classrooms > level.extra_classrooms)
     closed = np.flatnonzero(S.existing & ~result.open)
-    out = []
+    places = []   # (units, level, pupils) short of seats: at a school beyond its limit, or unseated
     f = result.flows
-    for s in short:
+    for s in np.flatnonzero(result.extra_classrooms > level.extra_classrooms):
         g = f[f["site"].to_numpy() == s]
-        if not len(g) or not closed.size:
-            continue
-        cand = closed[(S.hosts[closed] >= S.hosts[s]).all(axis=1)]
-        if not cand.size:
-            continue
-        d = p.distance_m[np.ix_(g["unit"].to_numpy(), cand)]
-        w = g["pupils"].to_numpy()[:, None]
-        mean = np.where(np.isfinite(d).all(axis=0), (np.where(np.isfinite(d), d, 0.0) * w).sum(axis=0) / w.sum(), np.inf)
-        if np.isfinite(mean).any():
-            out.append(int(cand[np.argmin(mean)]))
+        for lv in range(2):
+            h = g[g["level"].to_numpy() == lv]
+            if len(h):
+                places.append((h["unit"].to_numpy(), lv, h["pupils"].to_numpy()))
+    for lv in range(2):
+        u = np.flatnonzero(result.unserved_pupils[:, lv] > level.unserved_pupils[:, lv] + 1e-6)
+        if u.size:
+            places.append((u, lv, result.unserved_pupils[u, lv]))
+    out = []
+    for units, lv, w in places:
+        j, _ = _pick_alternative(p, units, lv, w, closed)
+        if j >= 0:
+            out.append(j)
     return np.unique(np.asarray(out, dtype=np.int64))
 
 
+def _reach(p: ConsolidationProblem, lv: int, cols: np.ndarray) -> np.ndarray:
+    """(n_units, cols.size) bool: the site is allowed for the unit's pupils of level ``lv`` by the travel rules
+    (urban: within the urban limit; rural: within ``max_boarding_distance_m``, boarding beyond the rural limit)."""
+    d = p.distance_m[:, cols]
+    lim = np.asarray(p.rules.travel_limit_m, dtype=np.float64)
+    cap = np.where(p.unit_urban, lim[lv, 0], p.rules.max_boarding_distance_m)[:, None]
+    return np.isfinite(d) & (d <= cap)
+
+
+def _pick_alternative(p: ConsolidationProblem, units: np.ndarray, lv: int, pupils: np.ndarray,
+                      closed: np.ndarray) -> tuple[int, float]:
+    """The closed site hosting level ``lv`` that the most of these pupils can reach under the travel rules, then
+    the nearest to them (pupil-weighted mean distance); (-1, inf) when none reaches any."""
+    cand = closed[p.sites.hosts[closed, lv]]
+    if not cand.size or not units.size:
+        return -1, np.inf
+    ok = _reach(p, lv, cand)[units]
+    w = np.asarray(pupils, dtype=np.float64)[:, None] * ok
+    covered = w.sum(axis=0)
+    mean = np.where(covered > 0, (w * np.where(ok, p.distance_m[np.ix_(units, cand)], 0.0)).sum(axis=0)
+                    / np.maximum(covered, _TOL), np.inf)
+    j = int(np.lexsort((mean, -np.round(covered, 6)))[0])
+    return (int(cand[j]), float(mean[j])) if np.isfinite(mean[j]) else (-1, np.inf)
+
+
+def _forced_alternatives(p: ConsolidationProblem, level: ConsolidationResult) -> tuple[np.ndarray, float]:
+    """Closed existing schools to keep because pupils who can reach only one open school need, in whole classes per
+    grade, more classes than that school can ever have (``min(classrooms + max_expand, max_classes)``): for each such
+    school, the closed school hosting its levels that those pupils can reach, nearest to them (pupil-weighted).
+    Also returns the classes those schools are short of (each costs at least a classroom's slack penalty)."""
+    S = p.sites
+    cap = np.asarray(p.rules.class_size_cap, dtype=np.float64)
+    need = np.zeros(p.n_sites)
+    forced = np.full((p.n_units, 2), -1, dtype=np.int64)
+    for lv in range(2):
+        cols = np.flatnonzero(level.open & S.hosts[:, lv])
+        if not cols.size:
+            continue
+        reach = _reach(p, lv, cols)
+        single = (reach.sum(axis=1) == 1) & (p.demand[:, lv] > 0)
+        site = cols[np.argmax(reach[single], axis=1)]
+        forced[single, lv] = site
+        grades = GRADE_LEVEL == lv
+        per_site = np.zeros((p.n_sites, int(grades.sum())))
+        np.add.at(per_site, site, p.demand_by_grade[np.ix_(np.flatnonzero(single), np.flatnonzero(grades))])
+        need += np.ceil(np.round(per_site / cap[lv], 9)).sum(axis=1)
+    limit = np.minimum(S.classrooms + S.max_expand, S.max_classes)
+    closed = np.flatnonzero(S.existing & ~level.open)
+    out, short = [], 0.0
+    for s in np.flatnonzero(level.open & (need > limit + 1e-9)):
+        best, best_d = -1, np.inf
+        for lv in range(2):
+            units = np.flatnonzero(forced[:, lv] == s)
+            j, d = _pick_alternative(p, units, lv, p.demand[units, lv], closed)
+            if j >= 0 and d < best_d:
+                best, best_d = j, d
+        if best >= 0:
+            out.append(best)
+            short += float(need[s] - limit[s])
+    return np.unique(np.asarray(out, dtype=np.int64)), short
+
+
+def _slack_cost(r: ConsolidationResult) -> float:
+    return float(r.costs["slack_penalty_cny_per_year"])
+
+
+def _held_layout(level: ConsolidationResult, keep: np.ndarray, **kw) -> ConsolidationResult:
+    """The layout stage again with the sites ``keep`` kept open (a restriction of the first layout's problem)."""
+    S = level.problem.sites
+    held = replace(level.problem, sites=replace(S, must_keep=S.must_keep | np.isin(np.arange(S.n_sites), keep)))
+    return solve_consolidation(held, level.target, **kw)
+
+
 def _classes_for_layout(problem: ConsolidationProblem, level: ConsolidationResult, **kw) -> ConsolidationResult:
-    """Stage 2 for the layout ``level``; where whole classes per grade then need classrooms beyond a school's
-    expansion limit (and the layout did not), the layout once more with the closed school nearest to that school's
-    pupils kept (:func:`_alternative_sites`; a restriction, so the bound stays the first layout's) and stage 2 for
-    it; the better result is returned.  ``kw``: rule, single_assignment, integer_classes, time_limit_s,
-    mip_rel_gap, threads."""
+    """Stage 2 for the layout ``level``, after keeping the closed schools that pupils with a single reachable school
+    need (:func:`_forced_alternatives`); where whole classes per grade still need classrooms beyond a school's
+    expansion limit (or leave pupils unseated) and the layout did not, once more keeping the closed school nearest
+    to those pupils (:func:`_alternative_sites`); the better result is returned.  A layout solved again is a
+    restriction, so the bound stays the first layout's.  ``kw``: rule, single_assignment, integer_classes,
+    time_limit_s, mip_rel_gap, threads."""
     stage2 = dict(time_limit_s=kw["time_limit_s"], mip_rel_gap=kw["mip_rel_gap"], threads=kw["threads"])
-    result = _organise_grades(problem, level, **stage2)
-    keep = _alternative_sites(problem, result, level)
+    penalty = problem.costs.penalty_classroom_cny
+    first = level
+    keep, short = _forced_alternatives(problem, first)
     if keep.size:
-        S = level.problem.sites
-        held = replace(level.problem, sites=replace(S, must_keep=S.must_keep | np.isin(np.arange(S.n_sites), keep)))
-        level2 = solve_consolidation(held, level.target, **kw)
-        again = _organise_grades(problem, level2, bound=level.bound, **stage2)
-        if again.objective < result.objective - 1e-9 * abs(result.objective):
-            again.status += f" (layout re-solved keeping {keep.size} more school(s) where classes per grade were short)"
-            result = replace(again, first_layout=level, kept_for_classes=keep)
+        held = _held_layout(first, keep, **kw)
+        if held.objective - first.objective < short * penalty:   # cheaper than the slack it avoids
+            level = held
+        else:
+            keep = keep[:0]
+    result = _organise_grades(problem, level, bound=first.bound, **stage2)
+    more = _alternative_sites(problem, result, level)
+    if more.size:
+        keep2 = np.union1d(keep, more)
+        held = _held_layout(first, keep2, **kw)
+        if held.objective - level.objective < _slack_cost(result) - _slack_cost(level):
+            again = _organise_grades(problem, held, bound=first.bound, **stage2)
+            if again.objective < result.objective - 1e-9 * abs(result.objective):
+                result, keep = again, keep2
+    if keep.size:
+        result.status += f" (layout re-solved keeping {keep.size} more school(s) where classes per grade were short)"
+        result = replace(result, first_layout=first, kept_for_classes=keep)
     return result
 
 

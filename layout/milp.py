@@ -14,7 +14,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["LpSession", "MilpResult", "solve_milp"]
+__all__ = ["LpSession", "MilpResult", "silence_highs_banner", "solve_milp"]
 
 
 @dataclass
@@ -195,3 +195,27 @@ class LpSession:
         self.row_dual = np.asarray(sol.row_dual, dtype=np.float64)
         return (float(self._h.getInfo().objective_function_value), np.asarray(sol.col_value, dtype=np.float64),
                 np.asarray(sol.col_dual, dtype=np.float64))
+
+
+def silence_highs_banner() -> None:
+    """HiGHS prints a licence banner on stdout when the first solver object of a process is made; make that first
+    object with stdout pointed at /dev/null so command output stays clean (it is printed once per process)."""
+    import ctypes
+    import os
+    import sys
+
+    try:
+        libc = ctypes.CDLL(None)
+    except (ImportError, OSError):
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+        libc.fflush(None)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from forecast.errors import SchoolplanError
+from layout.milp import silence_highs_banner
 
 DEFAULT_SCENARIO = Path("scenarios") / "baseline.toml"
 
@@ -60,6 +61,8 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="schoolplan", description="School-layout and enrollment forecasting for a district education bureau.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -78,34 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _silence_highs_banner() -> None:
-    """HiGHS prints a licence banner on stdout when the first solver object of a process is made; make that first
-    object with stdout pointed at /dev/null so command output stays clean (it is printed once per process)."""
-    import ctypes
-    import os
-
-    try:
-        import highspy
-        libc = ctypes.CDLL(None)
-    except (ImportError, OSError):
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        highspy.Highs()
-        libc.fflush(None)
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
-        _silence_highs_banner()
+        silence_highs_banner()
     try:
         return args.func(args)
     except SchoolplanError as exc:

@@ -355,9 +355,29 @@ def consolidation_rules_costs(sc: dict):
     return rules, costs
 
 
+def _curve_table(problem, targets: list[int], time_limit_s: float, mip_rel_gap: float) -> pd.DataFrame:
+    """The trade-off table of :func:`layout.consolidation.tradeoff_curve` (run in a worker process)."""
+    from layout.consolidation import tradeoff_curve
+    from layout.milp import silence_highs_banner
+
+    silence_highs_banner()   # the worker is a process of its own: keep the run's output clean there too
+
+    table, _ = tradeoff_curve(problem, targets, rule="eq", time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+    return table
+
+
+def _start_curve(problem, targets: list[int], time_limit_s: float, mip_rel_gap: float):
+    """(executor, future) of the trade-off curve in one worker process ("spawn": HiGHS's threads do not survive a
+    fork).  The computation is the same as in this process, so the table does not depend on where it ran."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return ex, ex.submit(_curve_table, problem, targets, time_limit_s, mip_rel_gap)
+
+
 def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> ConsolidationStage:
-    from layout.consolidation import (build_sites_from_frames, diagnose, prepare_consolidation, solve_consolidation,
-                                      tradeoff_curve)
+    from layout.consolidation import build_sites_from_frames, diagnose, prepare_consolidation, solve_consolidation
     from layout.equity import assess_equity, compare_equity, merge_schools_frame
     from layout.geo import extract_point_xy, label_river_sides, project_to_metric
 
@@ -403,8 +423,21 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
     if c["keep_all_schools"]:  # every school stays; new sites may still open where pupils cannot be seated
         counted = site_obj.counts_toward_target if site_obj.counts_toward_target is not None else np.ones(site_obj.n_sites, bool)
         target, rule = int(np.asarray(counted, bool).sum()), "le"
-    res = solve_consolidation(problem, target, rule=rule, time_limit_s=float(c["time_limit_s"]),
-                              mip_rel_gap=float(c["mip_rel_gap"]))
+    curve_job = None
+    if c["tradeoff_targets"] and not c["keep_all_schools"]:
+        # the curve counts classes per level (the layout stage of the per-grade model): school counts ranked by
+        # travel and cost; the chosen layout below has whole classes per grade.  HiGHS's MILP search runs on one
+        # core, so the curve is solved in a second process on the other core while the layout is solved here
+        from layout.consolidation import level_problem
+        curve_job = _start_curve(level_problem(problem), [int(t) for t in c["tradeoff_targets"]],
+                                 float(c["tradeoff_time_limit_s"]), float(c["tradeoff_mip_rel_gap"]))
+    try:
+        res = solve_consolidation(problem, target, rule=rule, time_limit_s=float(c["time_limit_s"]),
+                                  mip_rel_gap=float(c["mip_rel_gap"]))
+        curve = curve_job[1].result() if curve_job is not None else pd.DataFrame()
+    finally:
+        if curve_job is not None:
+            curve_job[0].shutdown(wait=True, cancel_futures=True)
     names = ds.schools.set_index("school_id")["name"]
     tnames = ds.township_names()
     decisions = res.site_table(site_frame["school_id"].to_numpy())
@@ -415,14 +448,6 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
     units = res.unit_table(ds.unit_codes, site_frame["school_id"].to_numpy())
     diag, msg = diagnose(res, unit_codes=ds.unit_codes, unit_township=ds.units["township_code"].to_numpy(),
                          site_ids=site_frame["school_id"].to_numpy(), site_township=site_frame["township_code"].to_numpy())
-    curve = pd.DataFrame()
-    if c["tradeoff_targets"] and not c["keep_all_schools"]:
-        # the curve counts classes per level (the layout stage of the per-grade model, whose p = target solve it
-        # reuses): school counts ranked by travel and cost; the chosen layout above has whole classes per grade
-        from layout.consolidation import level_problem
-        curve_problem = level_problem(problem)
-        curve, _ = tradeoff_curve(curve_problem, [int(t) for t in c["tradeoff_targets"]], rule="eq",
-                                  time_limit_s=float(c["tradeoff_time_limit_s"]), mip_rel_gap=float(c["tradeoff_mip_rel_gap"]))
     # 校际差异系数 before and after: closed schools merged into their receiving school
     closed = decisions[(decisions["decision"] == "close") & decisions["receiving_school_id"].notna()]
     receiver = dict(zip(closed["school_id"], closed["receiving_school_id"]))
