@@ -104,11 +104,16 @@ Classes per grade (demand given by grade) are solved in two stages (:func:`solve
    expansions re-decided; a compact MILP over the open sites (``_GRADE_K_NEAREST`` nearest per unit × grade,
    widened where its LP needs more), solved by HiGHS from the layout's shares with classes rounded up.
 
+Between the stages, pupils who can reach only one open school (urban units within the travel limit) may need more
+whole classes per grade there than the school can ever have: the layout is then solved again keeping the closed
+school nearest to them, when that costs less than the slack it avoids (:func:`_forced_alternatives`); and if stage
+2 still needs slack the layout had not, once more (:func:`_alternative_sites`), keeping the better result.
+
 The per-level model is a relaxation of the per-grade one (sum a site's classes over a level's grades; average a
-unit's grade shares weighted by pupils), so stage 1's proven bound bounds every per-grade layout: the result's
-``gap`` is against it (on Fuling ~4 %: whole classes per grade cost ~60 classrooms and some travel more than
-classes per level), ``grade_gap`` is stage 2's own proven gap for the chosen layout.  A direct per-grade MILP
-was tried and dropped: its LP relaxation is the per-level one and HiGHS neither closes the ~4 % nor finds good
+unit's grade shares weighted by pupils), so the first layout's proven bound bounds every per-grade layout: the
+result's ``gap`` is against it (on Fuling 1.7 %: whole classes per grade cost ~60 classrooms and some travel more
+than classes per level), ``grade_gap`` is stage 2's own proven gap for the chosen layout.  A direct per-grade MILP
+was tried and dropped: its LP relaxation is the per-level one and HiGHS neither closes the gap nor finds good
 incumbents in minutes (bench/results/consolidation.md).
 :func:`tradeoff_curve` keeps one model (and its LP) for every target, changing only the count row's
 bounds, and reuses targets already solved on the same problem.

@@ -607,3 +607,21 @@ def test_classes_per_grade_short_at_a_school_keep_the_closed_school_nearby():
     # the bound is the first layout's (A and C), below this result
     assert r.bound < r.objective
     assert "keeping 1 more school" in r.status
+
+
+def test_classes_per_grade_short_across_two_schools_keep_a_third_after_the_class_organisation():
+    # one urban unit reaches A (100 m) and C (200 m), 2 classrooms each, no expansion, and B (1 km, 6 classrooms).
+    # Per level 137 pupils fit the 4 classrooms of A and C, so the layout keeps A and C; per grade they need 3 + 2 = 5
+    # classes.  No pupil is tied to a single school, so only the class organisation shows the shortage: the layout
+    # is solved again keeping B, and that result (no classroom beyond any limit) is kept.
+    sites = ConsolidationSites(hosts=np.array([[True, False]] * 3), existing=np.ones(3, bool),
+                               classrooms=np.array([2.0, 6.0, 2.0]))
+    d = grade_demand(g1=91, g2=46)
+    r = solve_consolidation(prepare_consolidation(d, np.array([[100.0, 1000.0, 200.0]]), np.ones(1, bool), sites), 2)
+    assert r.first_layout.open.tolist() == [True, False, True]
+    assert r.open[1] and r.open.sum() == 2 and not r.slack_used
+    assert r.kept_for_classes.tolist() == [1]
+    cap = np.array([45.0] * 6 + [50.0] * 3)
+    assert np.all(r.pupils_after_by_grade <= r.classes_after_by_grade * cap + 1e-6)
+    assert r.pupils_after_by_grade.sum(axis=0) == pytest.approx(d[0])
+    assert r.bound <= r.first_layout.objective + 1e-6 < r.objective
