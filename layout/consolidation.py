@@ -1186,6 +1186,23 @@ class ConsolidationResult:
             }))
         return pd.concat(frames, ignore_index=True)
 
+    def flow_table(self, unit_codes: Sequence | None = None, site_ids: Sequence | None = None) -> pd.DataFrame:
+        """The assignment: pupils of each unit × level (× grade 1..9 when classes are organised per grade, each
+        grade zoned on its own) sent to each school, with the one-way distance and whether they board."""
+        f = self.flows
+        codes = np.asarray(unit_codes) if unit_codes is not None else np.arange(self.assigned_site.shape[0])
+        ids = np.asarray(site_ids) if site_ids is not None else np.arange(self.open.size)
+        out = pd.DataFrame({"unit_code": codes[f["unit"].to_numpy()],
+                            "level": np.asarray(LEVELS, dtype=object)[f["level"].to_numpy()]})
+        if "grade" in f:
+            out["grade"] = f["grade"].to_numpy()
+        out["school_id"] = ids[f["site"].to_numpy()]
+        out["pupils"] = f["pupils"].to_numpy()
+        out["distance_m"] = f["distance_m"].to_numpy()
+        out["boarding"] = f["boarding"].to_numpy(bool)
+        keys = ["unit_code", "level", "grade", "school_id"] if "grade" in f else ["unit_code", "level", "school_id"]
+        return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
     def travel_table(self) -> pd.DataFrame:
         """Travel before/after: pupil-weighted mean, p90 and max (metres) by level × urban/rural."""
         return summarise_travel(self)

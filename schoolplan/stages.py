@@ -303,6 +303,7 @@ class ConsolidationStage:
     sites: pd.DataFrame            # site frame (school_id, township_code, urban, level, existing) in site order
     decisions: pd.DataFrame        # per-school decision table (+ names, townships)
     units: pd.DataFrame            # per unit × level: assigned school, travel, boarding, unserved
+    flows: pd.DataFrame            # per unit × level (× grade) × school: pupils sent (the admission zones), distance
     travel: pd.DataFrame           # travel before/after by level × urban/rural
     diagnosis: pd.DataFrame        # shortfalls (empty when the target is met under the rules)
     message: str
@@ -455,7 +456,9 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
     before = assess_equity(ds.schools.drop(columns="geometry"))
     after = assess_equity(merge_schools_frame(ds.schools.drop(columns="geometry"), receiver))
     equity = compare_equity(before, after)
-    return ConsolidationStage(result=res, sites=site_frame, decisions=decisions, units=units, travel=res.travel_table(),
+    flows = res.flow_table(ds.unit_codes, site_frame["school_id"].to_numpy())
+    return ConsolidationStage(result=res, sites=site_frame, decisions=decisions, units=units, flows=flows,
+                              travel=res.travel_table(),
                               diagnosis=diag, message=msg, curve=curve, demand_year=demand_label, equity=equity)
 
 

@@ -65,6 +65,7 @@ def write_facility_outputs(w, res) -> None:
     dec.insert(0, "scenario", name)
     w.csv("school_decisions.csv", dec)
     w.csv("consolidation_units.csv", co.units.assign(scenario=name))
+    w.csv("consolidation_flows.csv", co.flows.assign(scenario=name))
     w.csv("consolidation_travel.csv", co.travel.assign(scenario=name))
     w.csv("consolidation_diagnosis.csv", co.diagnosis.assign(scenario=name))
     w.csv("consolidation_costs.csv", co.result.costs.rename("value").rename_axis("term").reset_index().assign(scenario=name))

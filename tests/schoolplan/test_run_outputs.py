@@ -102,3 +102,21 @@ def test_names_are_escaped(data_copy, tmp_path):
     assert main(["run", str(scen), "--outputs", str(tmp_path / "o"), "-q"]) == 0
     text = (tmp_path / "o" / "esc" / "report.html").read_text(encoding="utf-8")
     assert "<script>alert(1)" not in text
+
+
+def test_flows_are_the_admission_zones_and_add_up_to_the_units(tiny_run):
+    # every unit's pupils of a level, summed over grades and schools, plus the unseated ones, equal its demand; each
+    # grade is zoned on its own (grade column 1..9, primary 1-6, junior 7-9); decisions receive what the flows send
+    flows = pd.read_csv(tiny_run / "consolidation_flows.csv", dtype={"unit_code": str})
+    units = pd.read_csv(tiny_run / "consolidation_units.csv", dtype={"unit_code": str})
+    assert (flows["pupils"] > 0).all() and flows["grade"].between(1, 9).all()
+    assert ((flows["level"] == "primary") == (flows["grade"] <= 6)).all()
+    sent = flows.groupby(["unit_code", "level"])["pupils"].sum()
+    u = units.set_index(["unit_code", "level"])
+    expected = (u["pupils"] - u["unserved_pupils"])[u["pupils"] - u["unserved_pupils"] > 1e-6]
+    pd.testing.assert_series_equal(sent.sort_index(), expected.sort_index(), check_names=False, rtol=1e-6)
+    dec = pd.read_csv(tiny_run / "school_decisions.csv")
+    got = flows.groupby("school_id")["pupils"].sum()
+    after = dec.set_index("school_id")[["pupils_after_primary", "pupils_after_junior"]].sum(axis=1)
+    assert got.to_numpy() == pytest.approx(after.loc[got.index].to_numpy(), rel=1e-6)
+    assert (after.drop(got.index).abs() < 1e-6).all()   # schools no flow reaches have no pupils after
