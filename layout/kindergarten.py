@@ -40,7 +40,7 @@ Model conventions (shared by every function here)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -71,6 +71,7 @@ __all__ = [
     "check_preschool_targets",
     "plan_kindergartens",
     "project_kindergarten_years",
+    "convert_for_public_share",
 ]
 
 #: children per class: 小班 (age 3), 中班 (age 4), 大班 (age 5)
@@ -1337,6 +1338,57 @@ def plan_kindergartens(
         ("solve_time", "s", cov.seconds),
     ], columns=["variable", "unit", "value"])
     return KindergartenPlan(cov, sites, kgs, unit_table, assignments, summary)
+
+
+def convert_for_public_share(plan: KindergartenPlan, enrolled: np.ndarray, total_enrolled: float, share: float,
+                             target: float, cost_to_public_cny: np.ndarray,
+                             cost_to_inclusive_cny: np.ndarray | None = None) -> tuple[KindergartenPlan, np.ndarray]:
+    """Private kindergartens bought into the public system (转公办) until the public share of enrolled children
+    reaches ``target``, cheapest per enrolled child first.
+
+    The siting model meets its share targets partly by steering children between kindergartens of a township; the
+    yearly check (:func:`allocate_kindergarten_enrollment`, nearest free seat) cannot be steered.  Given the
+    children ``enrolled`` (K,) at each existing kindergarten in that check, ``total_enrolled`` and its public
+    ``share``, this converts private kindergartens (not public, not converted yet, with a finite
+    ``cost_to_public_cny`` and children enrolled) in order of cost per enrolled child (ties by order) until the
+    converted children cover ``(target - share) × total_enrolled``; a conversion to public replaces one to
+    inclusive.  The check's allocation does not depend on who runs a kindergarten, so the share then reaches the
+    target in that year (or as far as conversions allow).  Returns the updated plan and the indices converted.
+    """
+    cov = plan.coverage
+    enrolled = np.asarray(enrolled, dtype=np.float64)
+    cost = np.asarray(cost_to_public_cny, dtype=np.float64)
+    k = cov.convert_to_public.shape[0]
+    if enrolled.shape != (k,) or cost.shape != (k,):
+        raise LayoutError("public-share conversions need one value per existing kindergarten", [Problem(
+            "enrolled/cost_to_public_cny", f"shapes {enrolled.shape}, {cost.shape}; expected ({k},)",
+            "pass arrays in the order of plan.kindergartens")])
+    need = (float(target) - float(share)) * float(total_enrolled)
+    public = plan.kindergartens["public"].to_numpy(bool)
+    eligible = np.flatnonzero(~public & ~cov.convert_to_public & np.isfinite(cost) & (enrolled > 1e-9))
+    if need <= 0 or not eligible.size:
+        return plan, np.zeros(0, dtype=np.int64)
+    order = eligible[np.argsort(cost[eligible] / enrolled[eligible], kind="stable")]
+    take = order[:int(np.searchsorted(np.cumsum(enrolled[order]), need - 1e-9)) + 1]
+    to_pub = cov.convert_to_public.copy()
+    to_pub[take] = True
+    to_inc = cov.convert_to_inclusive & ~to_pub
+    inc_cost = np.zeros(k) if cost_to_inclusive_cny is None else np.asarray(cost_to_inclusive_cny, dtype=np.float64)
+    inclusive = plan.kindergartens["inclusive"].to_numpy(bool)
+    was_inc = inclusive | cov.convert_to_inclusive
+    new_cov = replace(
+        cov, convert_to_public=to_pub, convert_to_inclusive=to_inc,
+        conversion_cost_cny=float(np.nansum(inc_cost[to_inc]) + np.nansum(cost[to_pub])),
+        enrolled_public=cov.enrolled_public + float(cov.enrolled_existing[take].sum()),
+        enrolled_inclusive=cov.enrolled_inclusive + float(cov.enrolled_existing[take][~was_inc[take]].sum()))
+    kgs = plan.kindergartens.assign(convert_to_inclusive=to_inc, convert_to_public=to_pub)
+    summary = plan.summary.copy()
+    values = {"inclusive_share": new_cov.inclusive_share, "public_share": new_cov.public_share,
+              "conversions_to_inclusive": int(to_inc.sum()), "conversions_to_public": int(to_pub.sum()),
+              "conversion_cost": new_cov.conversion_cost_cny}
+    for key, v in values.items():
+        summary.loc[summary["variable"] == key, "value"] = v
+    return replace(plan, coverage=new_cov, kindergartens=kgs, summary=summary), take
 
 
 @dataclass

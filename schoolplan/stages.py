@@ -240,12 +240,15 @@ def children_3to5_table(ds: Dataset, pop: PopulationStage, en: EnrollmentStage) 
     return pd.concat(frames, ignore_index=True)
 
 
+_CONVERSION_ROUNDS = 6   # public-share top-ups over the years from the target year (see run_kindergartens)
+
+
 def run_kindergartens(ds: Dataset, sc: dict, pop: PopulationStage, en: EnrollmentStage, travel, sites,
                       closed_schools: pd.DataFrame | None = None) -> KindergartenStage:
     """Site the new residential-complex kindergartens (layout.kindergarten) for the design year and follow every
     kindergarten and township through the horizon.  ``closed_schools`` (site_id, township_code, seats) are
     buildings freed by the consolidation that can become kindergartens."""
-    from layout.kindergarten import plan_kindergartens, project_kindergarten_years
+    from layout.kindergarten import convert_for_public_share, plan_kindergartens, project_kindergarten_years
 
     k = sc["kindergarten"]
     design = int(sc["horizon"]["design_year"])
@@ -282,15 +285,39 @@ def run_kindergartens(ds: Dataset, sc: dict, pop: PopulationStage, en: Enrollmen
     units = ds.units[["unit_code", "township_code", "urban"]]
     common = dict(enrollment_rate=float(k["enrollment_rate"]), urban_radius_m=float(k["urban_radius_m"]),
                   rural_radius_m=float(k["rural_radius_m"]))
-    # the siting model steers children within townships; the per-year allocation (nearest seat) is stricter, so the
-    # siting aims above the plan's shares by a margin (conversions make up the difference where they pay)
+    # the siting model steers children within townships; the per-year allocation (nearest seat) that the targets are
+    # checked on cannot be steered, so the siting aims above the plan's shares by a margin; where the public share
+    # still falls short in the target year, private kindergartens are bought into the public system (cheapest per
+    # enrolled child first) until it is met, and the years are projected again
     margin = float(k["share_margin"])
+    plan_public = float(sc["enrollment"]["kindergarten_public_share_target"])
     targets = {"inclusive_share_min": min(1.0, float(sc["enrollment"]["kindergarten_inclusive_share_target"]) + margin),
-               "public_share_min": min(1.0, float(sc["enrollment"]["kindergarten_public_share_target"]) + margin)}
+               "public_share_min": min(1.0, plan_public + margin)}
     plan = plan_kindergartens(units, kg, cands, children, distance, year=design, quantile=0.5,
                               n_new_sites=int(k["new_sites"]), targets=targets, **common)
-    years = project_kindergarten_years(plan, units, kg, cands, children, distance, years=[int(y) for y in en.years],
-                                       open_year=design, target_year=int(sc["enrollment"]["target_year"]), **common)
+    target_year = int(sc["enrollment"]["target_year"])
+
+    def project(p):
+        return project_kindergarten_years(p, units, kg, cands, children, distance, years=[int(y) for y in en.years],
+                                          open_year=design, target_year=target_year, **common)
+
+    years = project(plan)
+    for _ in range(_CONVERSION_ROUNDS):   # the worst year from the target year on, until every such year passes
+        t = years.targets
+        t = t[(t["variable"] == "public_share") & (t["year"] >= target_year)
+              & ((t["quantile"] == 0.5) if "quantile" in t.columns else True)]
+        if not len(t) or float(t["value"].min()) > plan_public:
+            break
+        worst = t.loc[t["value"].idxmin()]
+        b = years.by_kindergarten
+        b = b[(b["year"] == worst["year"]) & ((b["quantile"] == 0.5) if "quantile" in b.columns else True)]
+        enrolled = b.set_index("facility_id")["enrolled"].reindex(kg["school_id"]).fillna(0.0).to_numpy()
+        plan, took = convert_for_public_share(plan, enrolled, float(b["enrolled"].sum()), float(worst["value"]),
+                                              plan_public + 1e-3, kg["cost_to_public_cny"].to_numpy(float),
+                                              kg["cost_to_inclusive_cny"].to_numpy(float))
+        if not took.size:
+            break
+        years = project(plan)
     return KindergartenStage(plan=plan, years=years, children=children)
 
 

@@ -324,7 +324,10 @@ def write_planner_outputs(w, res) -> None:
 
     rep.heading("Kindergartens")
     kp = res.kindergartens.plan
-    rep.paragraph(f"Design school year {sc['horizon']['design_year']}, median children aged 3–5.")
+    rep.paragraph(f"Design school year {sc['horizon']['design_year']}, median children aged 3–5. Shares are the siting "
+                  "model's; the plan targets are checked on the yearly allocation (nearest free seat), and private "
+                  "kindergartens are converted to public (cheapest per enrolled child) where that allocation falls "
+                  "short of the public share.")
     rep.table(kp.summary[kp.summary["variable"] != "year"].round(3))
     rep.image(w.path("map_kindergartens.png").read_bytes(), "Existing kindergartens, candidate sites and the share of "
               "children within walking distance (map_kindergartens.png).")

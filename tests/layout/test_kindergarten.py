@@ -392,3 +392,32 @@ def test_quantiles_are_projected_side_by_side():
     assert t.loc[("A", 2025, 0.1), "idle"] == pytest.approx(20.0)
     ger = out.targets.query("variable == 'gross_enrollment_rate'").set_index(["year", "quantile"])["value"]
     assert ger[(2025, 0.9)] == pytest.approx((90 + 90) / 240) and ger[(2025, 0.1)] == pytest.approx(1.0)
+
+
+def test_public_share_conversions_cheapest_per_child_until_the_target():
+    from layout.kindergarten import convert_for_public_share
+
+    units, kgs, cands, children, distance = small_tables()
+    kgs = pd.concat([kgs, pd.DataFrame({"school_id": ["K3"], "level": ["kindergarten"], "township_code": ["A"],
+                                        "public": [False], "inclusive": [True], "classes_g-3": [1],
+                                        "classes_g-2": [0], "classes_g-1": [0]})], ignore_index=True)
+    distance["K3"] = [300.0, 700.0, 9700.0]
+    plan = plan_kindergartens(units, kgs, cands, children, distance, year=2025, enrollment_rate=1.0, n_new_sites=1)
+    assert list(plan.kindergartens["school_id"]) == ["K1", "K2", "K3"]
+    enrolled = np.array([80.0, 90.0, 30.0])          # the yearly check's children per kindergarten
+    cost = np.array([np.nan, 900.0, 150.0])          # 10 vs 5 CNY per enrolled child
+    # 20 children short: K3 alone (cheapest per child) covers them
+    p1, took = convert_for_public_share(plan, enrolled, 200.0, 0.5, 0.6, cost)
+    assert took.tolist() == [2] and p1.kindergartens["convert_to_public"].tolist() == [False, False, True]
+    assert p1.summary.set_index("variable").loc["conversions_to_public", "value"] == 1
+    assert p1.coverage.conversion_cost_cny == pytest.approx(150.0)   # no inclusive costs passed
+    # 50 short: K3's 30 are not enough, K2 follows
+    p2, took = convert_for_public_share(plan, enrolled, 200.0, 0.5, 0.75, cost)
+    assert sorted(took.tolist()) == [1, 2]
+    assert p2.coverage.enrolled_public == pytest.approx(plan.coverage.enrolled_public
+                                                        + plan.coverage.enrolled_existing[[1, 2]].sum())
+    # nothing short, or nothing convertible: the plan is unchanged
+    assert convert_for_public_share(plan, enrolled, 200.0, 0.8, 0.75, cost)[1].size == 0
+    assert convert_for_public_share(plan, np.zeros(3), 200.0, 0.5, 0.75, cost)[1].size == 0
+    with pytest.raises(LayoutError, match="one value per existing kindergarten"):
+        convert_for_public_share(plan, enrolled[:2], 200.0, 0.5, 0.75, cost)
