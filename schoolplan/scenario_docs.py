@@ -48,7 +48,7 @@ DOCS: dict[str, tuple[str, str]] = {
     "service_radius.rural_m_kindergarten": ("m", "radius in rural units, kindergarten (assumption)"),
     "service_radius.rural_m_primary": ("m", "radius in rural units, primary (assumption)"),
     "service_radius.rural_m_junior": ("m", "radius in rural units, junior (assumption)"),
-    "consolidation.demand": ("—", "design_year or peak (largest compulsory demand from the design year on)"),
+    "consolidation.demand": ("—", "design_year, or peak: each unit × grade at its largest over the school years from the design year on (a layout that seats every unit's peak)"),
     "consolidation.demand_quantile": ("probability", "quantile of the population draws the layout must seat (0.5 median, 0.9 prudent)"),
     "consolidation.rule": ("—", "exactly or at_most the target number of compulsory schools"),
     "consolidation.keep_all_schools": ("true/false", "keep every existing school (no closure); expansions and new sites still seat pupils"),

@@ -354,10 +354,12 @@ def consolidation_demand(sc: dict, en: EnrollmentStage, unit_codes) -> tuple[np.
     dem = calculate_quantiles(per_draw, (q,), axis=0)[0]  # (Y, U, 9 or 2)
     years = en.years
     if c["demand"] == "peak":
+        # each unit × grade at its largest over the school years from the design year on: a layout that seats every
+        # unit's peak (units grow and shrink in different years: housing completions, urbanisation, falling births)
         from_design = years >= sc["horizon"]["design_year"]
-        sub = dem[from_design]
-        idx = np.argmax(sub.sum(axis=(1, 2)))
-        return sub[idx], f"peak school year {int(years[from_design][idx])} (quantile {q:g})"
+        span = years[from_design]
+        return dem[from_design].max(axis=0), (f"peak of each unit and grade over school years {int(span[0])}-"
+                                              f"{int(span[-1])} (quantile {q:g})")
     yi = int(np.flatnonzero(years == sc["horizon"]["design_year"])[0])
     return dem[yi], f"design school year {int(years[yi])} (quantile {q:g})"
 
@@ -494,7 +496,8 @@ def run_consolidation(ds: Dataset, sc: dict, en: EnrollmentStage, travel) -> Con
 
 @dataclass
 class PlanLayout:
-    """Pupils per school × grade × year with the consolidation applied from the design year on.
+    """Pupils per school × grade × year with the consolidation applied from the design year on (each cohort stays
+    at the school it was zoned to in the design year; later intakes are zoned as the design year's grade 1 / 7).
 
     ``site_ids`` (P,): every existing school followed by the candidate sites the plan opens; ``pupils`` /
     ``pupils_p90`` (P, 15, Y) and ``rural_share`` (P, 15, Y); ``open`` (P, Y); ``classrooms`` (P, Y) after
@@ -587,21 +590,26 @@ def run_plan_layout(ds: Dataset, sc: dict, en: EnrollmentStage, co: Consolidatio
     ok = site_to_p >= 0
     urban_u = ds.units["urban"].to_numpy(bool)
     unserved = np.zeros((Y, 2))
+    # pupils stay at the school their cohort was zoned to in the design year as they move up; later intakes (grade 1,
+    # grade 7) are zoned as the design year's intake
+    since = en.years[after] - design  # (Ya,)
     for gi, g in enumerate(GRADES):
         if not 1 <= g <= 9:
             continue
         lv = 0 if g <= 6 else 1
+        cohort = np.maximum(g - since, 1 if lv == 0 else 7)  # (Ya,) grade of the cohort in the design year
+        sh = shares[cohort - 1]  # (Ya, U, n_sites)
         q = calculate_quantiles(en.unit_pupils[..., gi], (0.5, 0.9), axis=0)  # (2, Y, U)
         for k, arr in enumerate((pupils, pupils90)):
-            at_site = q[k][after] @ shares[g - 1]  # (Ya, n_sites)
+            at_site = np.einsum("yu,yus->ys", q[k][after], sh)  # (Ya, n_sites)
             tmp = np.zeros((P, after.sum()))
             np.add.at(tmp, site_to_p[ok], at_site[:, ok].T)
             arr[:, gi, after] = tmp
             if k == 0:
                 unserved[after, lv] += q[0][after].sum(axis=1) - at_site.sum(axis=1)
         mean_u = en.unit_pupils[..., gi].mean(axis=0)[after]  # (Ya, U)
-        tot = mean_u @ shares[g - 1]
-        rur = (mean_u * ~urban_u) @ shares[g - 1]
+        tot = np.einsum("yu,yus->ys", mean_u, sh)
+        rur = np.einsum("yu,yus->ys", mean_u * ~urban_u, sh)
         tmp_t = np.zeros((P, after.sum()))
         tmp_r = np.zeros((P, after.sum()))
         np.add.at(tmp_t, site_to_p[ok], tot[:, ok].T)

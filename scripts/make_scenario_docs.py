@@ -15,7 +15,7 @@ expected type. `extends = "baseline.toml"` (a path relative to the file) loads t
 holds only what changes. Missing keys take the defaults below. `[section]` tables group the dotted keys.
 
 Shipped: `baseline` (the plan's assumptions), `low_fertility`, `high_fertility` (three-child policy effect),
-`fast_urbanisation`, `housing_boom`, `no_consolidation`, `target_75`, `target_95`.
+`fast_urbanisation`, `housing_boom`, `no_consolidation`, `target_75`, `target_95`, `peak_demand` (the layout designed for each unit's peak pupils over 2025–2035).
 
 To change a scenario, copy one, change what differs and keep `extends = "baseline.toml"`:
 

@@ -11,7 +11,7 @@ from schoolplan.scenario_docs import DOCS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ["baseline", "low_fertility", "high_fertility", "fast_urbanisation", "housing_boom", "no_consolidation",
-           "target_75", "target_95"]
+           "target_75", "target_95", "peak_demand"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
