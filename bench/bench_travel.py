@@ -135,7 +135,7 @@ def main() -> None:
     lines = [
         "# bench_travel — travel-cost matrices with river barriers (layout.travel)",
         "",
-        f"- command: `python bench/bench_travel.py`",
+        "- command: `python bench/bench_travel.py`",
         f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
         f"- machine: {platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",

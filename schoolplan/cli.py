@@ -61,8 +61,6 @@ def _cmd_validate(args) -> int:
     return 0
 
 
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="schoolplan", description="School-layout and enrollment forecasting for a district education bureau.")
     sub = ap.add_subparsers(dest="command", required=True)

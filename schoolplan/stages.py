@@ -287,8 +287,8 @@ def run_kindergartens(ds: Dataset, sc: dict, pop: PopulationStage, en: Enrollmen
                   rural_radius_m=float(k["rural_radius_m"]))
     # the siting model steers children within townships; the per-year allocation (nearest seat) that the targets are
     # checked on cannot be steered, so the siting aims above the plan's shares by a margin; where the public share
-    # still falls short in the target year, private kindergartens are bought into the public system (cheapest per
-    # enrolled child first) until it is met, and the years are projected again
+    # still falls short in a year from the target year on, private kindergartens are bought into the public system
+    # (cheapest per enrolled child in the worst such year first) and the years are projected again
     margin = float(k["share_margin"])
     plan_public = float(sc["enrollment"]["kindergarten_public_share_target"])
     targets = {"inclusive_share_min": min(1.0, float(sc["enrollment"]["kindergarten_inclusive_share_target"]) + margin),

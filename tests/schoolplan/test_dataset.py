@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pytest
 
 from schoolplan.dataset import load_dataset, pupils_by_level

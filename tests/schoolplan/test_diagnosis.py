@@ -1,7 +1,6 @@
 """Class-size bands by hand, and diagnosis totals that agree with the data."""
 from __future__ import annotations
 
-import numpy as np
 
 from schoolplan.dataset import load_dataset, pupils_by_level
 from schoolplan.diagnosis import diagnose_base_year
