@@ -1388,9 +1388,10 @@ def _solve_on_model(model: _Model, p: ConsolidationProblem, target: int, rule: s
     from that incumbent with HiGHS's primal heuristics and restarts off (``_PROOF_OPTIONS``: its
     sub-MIPs would mostly redo step 2; the time goes
     to cuts and branching), stopped after ``_MILP_MAX_NODES`` nodes, and if that does not reach
-    ``mip_rel_gap``, once more with HiGHS's defaults from the best solution so far.  Per grade, (1)-(3) are
-    :func:`_search_by_grade` and (4) keeps HiGHS's defaults.  When the clock, not the work limit, stops
-    HiGHS (its root has no work limit), the search incumbent is kept with HiGHS's bound.
+    ``mip_rel_gap``, once more with HiGHS's defaults from the best solution so far (per-level models only: a
+    per-grade problem's layout is solved on its per-level relaxation, see :func:`solve_consolidation`).  When the
+    clock, not the work limit, stops HiGHS (its root has no work limit), the search incumbent is kept with HiGHS's
+    bound.
     Every step stops on a work budget, so the result does not depend
     on the machine's speed; ``time_limit_s`` is only a safety cap."""
     t0 = time.perf_counter()
