@@ -1245,18 +1245,24 @@ def summarise_travel(result: ConsolidationResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _model_flows(model: _Model, p: ConsolidationProblem, x: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """The flows (unit, level, site, pupils, distance_m, boarding) of a solution on the model's own indices, and the
+    pupils left unseated (n_units, 2) including those with no allowed site."""
+    flow = model.x_pupils * np.clip(x[model.col("x")], 0.0, 1.0)
+    keep = flow > _TOL
+    flows = pd.DataFrame({"unit": model.x_unit[keep], "level": model.x_level[keep], "site": model.x_site[keep],
+                          "pupils": flow[keep], "distance_m": model.x_dist_m[keep], "boarding": model.x_board[keep]})
+    unserved = model.pre_unserved.copy()
+    unserved[model.dem_unit, model.dem_level] += (p.demand[model.dem_unit, model.dem_level]
+                                                  * np.clip(x[model.col("uns")], 0.0, 1.0))
+    return flows, unserved
+
+
 def _extract(model: _Model, p: ConsolidationProblem, res: MilpResult, target: int, rule: str,
              seconds: float) -> ConsolidationResult:
     """The result of a solved model: flows from the pairs' shares, then :func:`_assemble`."""
     x = res.x
-    share = np.clip(x[model.col("x")], 0.0, 1.0)
-    flow = model.x_pupils * share
-    keep = flow > _TOL
-    flows = pd.DataFrame({"unit": model.x_unit[keep], "level": model.x_level[keep], "site": model.x_site[keep],
-                          "pupils": flow[keep], "distance_m": model.x_dist_m[keep], "boarding": model.x_board[keep]})
-    uns = np.clip(x[model.col("uns")], 0.0, 1.0)
-    unserved = model.pre_unserved.copy()
-    unserved[model.dem_unit, model.dem_level] += p.demand[model.dem_unit, model.dem_level] * uns
+    flows, unserved = _model_flows(model, p, x)
     return _assemble(p, target, rule, y=np.round(x[model.col("y")]).astype(bool), e=np.round(x[model.col("e")]),
                      b_added=x[model.col("b")], scr=x[model.col("scr")], sbed=x[model.col("sbed")], flows=flows,
                      unserved=unserved, pre_unserved=model.pre_unserved, over=float(x[model.off["over"][0]]),
@@ -1484,19 +1490,9 @@ def _grade_warm_start(model: _Model, g: ConsolidationProblem, level: Consolidati
     expansion limit, extra classrooms) to fit them: a feasible start for the class organisation (unless rounding
     up passes a school's class cap, when HiGHS ignores it)."""
     S = g.sites
-    p = level.problem
-    n_s = p.n_sites
     x = np.zeros(model.c.size)
-    f = level.flows
-    key_prev = (f["unit"].to_numpy() * 2 + f["level"].to_numpy()) * n_s + f["site"].to_numpy()
-    share_prev = f["pupils"].to_numpy() / np.maximum(p.demand[f["unit"].to_numpy(), f["level"].to_numpy()], _TOL)
-    order = np.argsort(key_prev, kind="stable")
-    key = ((model.x_unit // GRADES.size) * 2 + model.x_level) * n_s + open_sites[model.x_site]
-    pos = np.minimum(np.searchsorted(key_prev[order], key), max(order.size - 1, 0))
     X, C = model.col("x"), model.col("cls")
-    if order.size:
-        hit = key_prev[order][pos] == key
-        x[X][hit] = share_prev[order][pos[hit]]
+    x[X] = _shares_of(level, model.x_unit // GRADES.size, model.x_level, open_sites[model.x_site])
     x[model.col("y")] = 1.0
     n_c = model.cls_site.size
     cap = np.asarray(g.rules.class_size_cap, dtype=np.float64)[model.cls_level]
@@ -1553,15 +1549,10 @@ def _organise_grades(p: ConsolidationProblem, level: ConsolidationResult, *, tim
         raise LayoutError(f"HiGHS found no class organisation in {time_limit_s:.0f} s (status {res.status})", [Problem(
             "time_limit_s", "no incumbent for the classes per grade within the time limit", "raise time_limit_s")])
     x = res.x
-    share = np.clip(x[model.col("x")], 0.0, 1.0)
-    flow = model.x_pupils * share
-    keep = flow > _TOL
-    flows = pd.DataFrame({"unit": model.x_unit[keep] // GRADES.size, "level": model.x_level[keep],
-                          "grade": model.x_unit[keep] % GRADES.size + 1, "site": op[model.x_site[keep]],
-                          "pupils": flow[keep], "distance_m": model.x_dist_m[keep], "boarding": model.x_board[keep]})
-    uns = np.clip(x[model.col("uns")], 0.0, 1.0)
-    unserved_v = model.pre_unserved.copy()
-    unserved_v[model.dem_unit, model.dem_level] += g.demand[model.dem_unit, model.dem_level] * uns
+    flows, unserved_v = _model_flows(model, g, x)   # on pseudo-units and the open sites: back to units and sites
+    pseudo = flows["unit"].to_numpy()
+    flows = flows.assign(unit=pseudo // GRADES.size, site=op[flows["site"].to_numpy()])
+    flows.insert(2, "grade", pseudo % GRADES.size + 1)
     fold = lambda a: a.reshape(p.n_units, GRADES.size, 2).sum(axis=1)  # noqa: E731
     per_site = {}
     for k in ("e", "b", "scr", "sbed"):
@@ -1802,21 +1793,26 @@ def _solve(problem, target, *, rule, single_assignment, integer_classes, time_li
     return model, res, time.perf_counter() - t0
 
 
+def _shares_of(result: ConsolidationResult, units: np.ndarray, levels: np.ndarray, sites: np.ndarray) -> np.ndarray:
+    """Share of (unit, level) pupils a previous result sends to each (unit, level, site) asked for (0 where absent)."""
+    f = result.flows
+    fu, fl = f["unit"].to_numpy(), f["level"].to_numpy()
+    n_s = result.open.size
+    pupils = pd.Series(f["pupils"].to_numpy()).groupby((fu * 2 + fl) * n_s + f["site"].to_numpy()).sum()
+    key_prev = pupils.index.to_numpy()
+    share_prev = pupils.to_numpy() / np.maximum(result.problem.demand[key_prev // n_s // 2, key_prev // n_s % 2], _TOL)
+    key = (np.asarray(units) * 2 + np.asarray(levels)) * n_s + np.asarray(sites)
+    pos = np.minimum(np.searchsorted(key_prev, key), max(key_prev.size - 1, 0))
+    out = np.zeros(key.size)
+    if key_prev.size:
+        hit = key_prev[pos] == key
+        out[hit] = share_prev[pos[hit]]
+    return out
+
+
 def _map_shares(result: ConsolidationResult, model: _Model) -> np.ndarray:
     """Shares of a previous result's flows on this model's pairs (0 where absent)."""
-    f = result.flows
-    key_prev = (f["unit"].to_numpy() * 2 + f["level"].to_numpy()) * result.open.size + f["site"].to_numpy()
-    share_prev = f["pupils"].to_numpy() / np.maximum(result.problem.demand[f["unit"].to_numpy(),
-                                                                           f["level"].to_numpy()], _TOL)
-    key = (model.x_unit * 2 + model.x_level) * model.n_s + model.x_site
-    order = np.argsort(key_prev)
-    pos = np.searchsorted(key_prev[order], key)
-    pos = np.minimum(pos, max(order.size - 1, 0))
-    out = np.zeros(key.size)
-    if order.size:
-        hit = key_prev[order][pos] == key
-        out[hit] = share_prev[order][pos[hit]]
-    return out
+    return _shares_of(result, model.x_unit, model.x_level, model.x_site)
 
 
 def tradeoff_curve(

@@ -26,7 +26,6 @@ class MilpResult:
     status: str                    # HiGHS model status as text, e.g. "Optimal", "Infeasible", "Time limit reached"
     seconds: float                 # wall time of the solve
     optimal: bool                  # proven optimal within mip_rel_gap
-    nodes: int = 0                 # branch-and-bound nodes HiGHS explored (0 for an LP)
 
     @property
     def has_solution(self) -> bool:
@@ -134,9 +133,7 @@ def solve_milp(
             return solve_milp(c, A, row_lower, row_upper, col_lower, col_upper, integrality, offset=offset,
                               time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, warm_start=None, threads=threads,
                               verbose=verbose, options=options)
-    nodes = int(getattr(info, "mip_node_count", 0) or 0) if integrality is not None and np.any(integrality) else 0
-    return MilpResult(x=x, objective=objective, bound=bound, gap=gap, status=status, seconds=seconds, optimal=optimal,
-                      nodes=max(nodes, 0))
+    return MilpResult(x=x, objective=objective, bound=bound, gap=gap, status=status, seconds=seconds, optimal=optimal)
 
 
 class LpSession:

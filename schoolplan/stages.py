@@ -226,6 +226,11 @@ class KindergartenStage:
     children: pd.DataFrame  # unit_code, year, quantile, children (aged 3–5, school-year cohorts)
 
 
+def median_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the median (quantile 0.5) of a long table projected per quantile; every row when it has none."""
+    return frame[frame["quantile"] == 0.5] if "quantile" in frame.columns else frame
+
+
 def children_3to5_table(ds: Dataset, pop: PopulationStage, en: EnrollmentStage) -> pd.DataFrame:
     """Children aged 3–5 by unit × school year (grades −3..−1 cohorts), median and 90th percentile over draws."""
     from forecast.levels import weigh_school_age
@@ -303,14 +308,13 @@ def run_kindergartens(ds: Dataset, sc: dict, pop: PopulationStage, en: Enrollmen
 
     years = project(plan)
     for _ in range(_CONVERSION_ROUNDS):   # the worst year from the target year on, until every such year passes
-        t = years.targets
-        t = t[(t["variable"] == "public_share") & (t["year"] >= target_year)
-              & ((t["quantile"] == 0.5) if "quantile" in t.columns else True)]
+        t = median_rows(years.targets)
+        t = t[(t["variable"] == "public_share") & (t["year"] >= target_year)]
         if not len(t) or float(t["value"].min()) > plan_public:
             break
         worst = t.loc[t["value"].idxmin()]
-        b = years.by_kindergarten
-        b = b[(b["year"] == worst["year"]) & ((b["quantile"] == 0.5) if "quantile" in b.columns else True)]
+        b = median_rows(years.by_kindergarten)
+        b = b[b["year"] == worst["year"]]
         enrolled = b.set_index("facility_id")["enrolled"].reindex(kg["school_id"]).fillna(0.0).to_numpy()
         plan, took = convert_for_public_share(plan, enrolled, float(b["enrolled"].sum()), float(worst["value"]),
                                               plan_public + 1e-3, kg["cost_to_public_cny"].to_numpy(float),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from schoolplan.stages import GRADES
+from schoolplan.stages import GRADES, median_rows
 
 __all__ = ["build_target_table"]
 
@@ -75,7 +75,7 @@ def build_target_table(scenario: str, sc: dict, ds, en, cap, kst, co, plan) -> p
         add(y, "senior-stage gross enrollment rate", "高中阶段毛入学率", "senior", 100 * sger[yi], "percent", 99.5, ">", "scenario input")
     # kindergarten targets from the siting model's per-year allocation (median children)
     if kt is not None:
-        k = kt[kt["quantile"] == 0.5] if "quantile" in kt.columns else kt
+        k = median_rows(kt)
         names = {"gross_enrollment_rate": ("preschool gross enrollment rate", "学前三年毛入园率", 98.0, ">="),
                  "inclusive_share": ("inclusive (普惠) share", "普惠率", 98.0, ">="),
                  "public_share": ("public kindergarten share of children", "公办园在园幼儿占比", 65.0, ">")}
